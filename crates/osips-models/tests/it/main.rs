@@ -1,0 +1,9 @@
+//! Integration tests of osips-models: the name contract, save/load, shapes, VGG16 import.
+#![allow(clippy::unwrap_used)]
+
+mod testutil;
+
+mod checkpoint;
+mod forward;
+mod names;
+mod vgg_import;
