@@ -1,0 +1,269 @@
+//! Convolution geometry and the im2col / col2im lowering (NCHW, one image at a time).
+//!
+//! The "virtual" input is the real input upsampled (nearest) by `up` (1 or 2): element
+//! `(c, y, x)` of the virtual input is `x[c, y / up, x / up]`. With `up == 1` this is a plain
+//! convolution; with `up == 2` it fuses `upsample_nearest2d(2H, 2W)` into the lowering so the
+//! upsampled tensor is never materialised.
+
+/// Shape and hyper-parameters of one (possibly upsampled) 2-D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geom {
+    pub n: usize,
+    pub c_in: usize,
+    /// Real (stored) input height and width.
+    pub h: usize,
+    pub w: usize,
+    /// Nearest-neighbour upsampling factor applied before the convolution (1 or 2).
+    pub up: usize,
+    pub c_out: usize,
+    /// Kernel height and width.
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    /// Virtual input row of output row `oy` and kernel row `ky` is
+    /// `oy * stride + ky + off_y` (`off_y = -padding` for a plain convolution); outside
+    /// `[0, h*up)` it reads zero. Likewise for columns.
+    pub off_y: isize,
+    pub off_x: isize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Geom {
+    /// Builds the geometry, or explains why the shapes do not form a valid convolution.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        x: (usize, usize, usize, usize),
+        wt: (usize, usize, usize, usize),
+        up: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self, String> {
+        let (n, c_in, h, w) = x;
+        let (c_out, c_in_k, kh, kw) = wt;
+        if c_in != c_in_k {
+            return Err(format!(
+                "in_channel mismatch between input ({c_in}) and kernel ({c_in_k})"
+            ));
+        }
+        if kh != kw {
+            return Err(format!("only square kernels are supported, got {kh}x{kw}"));
+        }
+        if stride == 0 || up == 0 {
+            return Err("stride and upsampling factor must be positive".into());
+        }
+        let (hv, wv) = (h * up, w * up);
+        if hv + 2 * pad < kh || wv + 2 * pad < kw {
+            return Err(format!(
+                "kernel {kh}x{kw} larger than padded input {}x{}",
+                hv + 2 * pad,
+                wv + 2 * pad
+            ));
+        }
+        Ok(Self {
+            n,
+            c_in,
+            h,
+            w,
+            up,
+            c_out,
+            kh,
+            kw,
+            stride,
+            off_y: -(pad as isize),
+            off_x: -(pad as isize),
+            oh: (hv + 2 * pad - kh) / stride + 1,
+            ow: (wv + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    /// Rows of the lowered matrix: `c_in * k * k`.
+    pub fn kdim(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+    pub fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    pub fn hw(&self) -> usize {
+        self.h * self.w
+    }
+    pub fn x_len(&self) -> usize {
+        self.n * self.c_in * self.hw()
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.c_out * self.ohw()
+    }
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.kdim()
+    }
+    /// Multiply-adds × 2 of the forward pass (each gradient costs the same).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n * self.c_out * self.ohw()) as f64 * self.kdim() as f64
+    }
+    /// A 1×1, stride 1, unpadded, non-upsampled convolution needs no lowering: the input
+    /// image itself is the `c_in × (h*w)` matrix.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == 1
+            && self.off_y == 0
+            && self.off_x == 0
+            && self.up == 1
+            && (self.oh, self.ow) == (self.h, self.w)
+    }
+
+    /// For kernel column `kx`, the output columns `ox` whose virtual input column
+    /// `ox*stride + kx + off_x` lies inside `[0, w*up)`, as a half-open range.
+    #[inline]
+    fn valid_range(&self, kx: usize) -> (usize, usize) {
+        let s = self.stride as isize;
+        let extent = (self.w * self.up) as isize;
+        let first = kx as isize + self.off_x; // virtual column of ox = 0
+        let lo = if first >= 0 { 0 } else { (-first + s - 1) / s };
+        // ox*s + first <= extent-1  <=>  ox <= (extent-1-first)/s
+        let hi = if extent - 1 - first >= 0 {
+            (extent - 1 - first) / s + 1
+        } else {
+            0
+        };
+        (lo as usize, hi.max(lo) as usize)
+    }
+
+    /// Virtual input column of output column `ox` (inside [`Geom::valid_range`]).
+    #[inline]
+    fn in_col(&self, ox: usize, kx: usize) -> usize {
+        (ox as isize * self.stride as isize + kx as isize + self.off_x) as usize
+    }
+
+    /// Virtual input row of output row `oy` and kernel row `ky`, or `None` in the padding.
+    #[inline]
+    fn in_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        let iy = oy as isize * self.stride as isize + ky as isize + self.off_y;
+        (iy >= 0 && (iy as usize) < self.h * self.up).then_some(iy as usize)
+    }
+
+    /// Lowers output pixels `[p0, p0 + t)` of one image: `col[kk * ld + j]` for
+    /// `kk = (ci*k + ky)*k + kx` is the virtual input element under kernel tap `(ky, kx)` of
+    /// output pixel `p0 + j` (0 in the padding). `x_img` is one `c_in × h × w` image; `ld`
+    /// (≥ t) is the distance between rows of `col`.
+    pub fn im2col(&self, x_img: &[f32], p0: usize, t: usize, col: &mut [f32], ld: usize) {
+        let (kh, kw, s, up) = (self.kh, self.kw, self.stride, self.up);
+        let (hw, w) = (self.hw(), self.w);
+        for kk in 0..self.kdim() {
+            let row = &mut col[kk * ld..kk * ld + t];
+            let ci = kk / (kh * kw);
+            let ky = (kk / kw) % kh;
+            let kx = kk % kw;
+            let chan = &x_img[ci * hw..(ci + 1) * hw];
+            let (lo, hi) = self.valid_range(kx);
+            let mut p = p0;
+            let mut j = 0;
+            while j < t {
+                let oy = p / self.ow;
+                let ox0 = p % self.ow;
+                let run = (self.ow - ox0).min(t - j);
+                let out = &mut row[j..j + run];
+                match self.in_row(oy, ky) {
+                    None => out.fill(0.0),
+                    Some(iy) => {
+                        let src = &chan[(iy / up) * w..(iy / up + 1) * w];
+                        let a = lo.clamp(ox0, ox0 + run);
+                        let b = hi.clamp(a, ox0 + run);
+                        out[..a - ox0].fill(0.0);
+                        out[b - ox0..].fill(0.0);
+                        let seg = &mut out[a - ox0..b - ox0];
+                        if a < b {
+                            // first virtual input column of the valid segment
+                            let ix0 = self.in_col(a, kx);
+                            if s == 1 && up == 1 {
+                                seg.copy_from_slice(&src[ix0..ix0 + (b - a)]);
+                            } else if s == 1 && up == 2 {
+                                let mut i = 0;
+                                if ix0 % 2 == 1 {
+                                    seg[0] = src[ix0 / 2];
+                                    i = 1;
+                                }
+                                let mut pairs = seg[i..].chunks_exact_mut(2);
+                                let base = (ix0 + i) / 2;
+                                for (pair, &v) in (&mut pairs).zip(&src[base..]) {
+                                    pair[0] = v;
+                                    pair[1] = v;
+                                }
+                                if let [last] = pairs.into_remainder() {
+                                    *last = src[(ix0 + b - a - 1) / 2];
+                                }
+                            } else if up == 1 {
+                                for (v, &u) in seg.iter_mut().zip(src[ix0..].iter().step_by(s)) {
+                                    *v = u;
+                                }
+                            } else {
+                                for (i, v) in seg.iter_mut().enumerate() {
+                                    *v = src[(ix0 + i * s) / up];
+                                }
+                            }
+                        }
+                    }
+                }
+                j += run;
+                p += run;
+            }
+        }
+    }
+
+    /// Adjoint of [`Geom::im2col`]: adds each `col` element into the real input element it
+    /// was read from. `dx_img` is one `c_in × h × w` image gradient.
+    pub fn col2im(&self, col: &[f32], p0: usize, t: usize, ld: usize, dx_img: &mut [f32]) {
+        let kk2 = self.kh * self.kw;
+        for (ci, chan) in dx_img.chunks_exact_mut(self.hw()).enumerate() {
+            self.col2im_channel(&col[ci * kk2 * ld..], p0, t, ld, chan);
+        }
+    }
+
+    /// [`Geom::col2im`] restricted to one input channel: `col` starts with that channel's
+    /// `k*k` rows (`ld` apart), `chan` is its `h × w` gradient.
+    pub fn col2im_channel(&self, col: &[f32], p0: usize, t: usize, ld: usize, chan: &mut [f32]) {
+        let (kw, s, up) = (self.kw, self.stride, self.up);
+        let w = self.w;
+        for kyx in 0..self.kh * kw {
+            let row = &col[kyx * ld..kyx * ld + t];
+            let ky = kyx / kw;
+            let kx = kyx % kw;
+            let (lo, hi) = self.valid_range(kx);
+            let mut p = p0;
+            let mut j = 0;
+            while j < t {
+                let oy = p / self.ow;
+                let ox0 = p % self.ow;
+                let run = (self.ow - ox0).min(t - j);
+                if let Some(iy) = self.in_row(oy, ky) {
+                    let dst = &mut chan[(iy / up) * w..(iy / up + 1) * w];
+                    let a = lo.clamp(ox0, ox0 + run);
+                    let b = hi.clamp(a, ox0 + run);
+                    if a < b {
+                        let ix0 = self.in_col(a, kx);
+                        let seg = &row[j + a - ox0..j + b - ox0];
+                        if s == 1 && up == 1 {
+                            for (d, v) in dst[ix0..ix0 + (b - a)].iter_mut().zip(seg) {
+                                *d += v;
+                            }
+                        } else if up == 1 {
+                            for (d, v) in dst[ix0..].iter_mut().step_by(s).zip(seg) {
+                                *d += v;
+                            }
+                        } else if s == 1 && up == 2 {
+                            for (i, v) in seg.iter().enumerate() {
+                                dst[(ix0 + i) >> 1] += v;
+                            }
+                        } else {
+                            for (i, v) in seg.iter().enumerate() {
+                                dst[(ix0 + i * s) / up] += v;
+                            }
+                        }
+                    }
+                }
+                j += run;
+                p += run;
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Evaluation on identities never seen in training (DESIGN §8), with the synthetic renderer
+//! as ground truth: for a pair (s, a) the correct swap is y = render(id_s, attr_a).
+//!
+//! - swap PSNR / SSIM of x′ = G(f_I(x_s), μ(x_a)) against y, next to the two trivial
+//!   baselines "return x_a" and "return x_s";
+//! - identity retrieval top-1: among y and 9 renders of *other* unseen identities with
+//!   attr_a, is y the nearest to x′ (pixel L2)? Chance is 10 %;
+//! - attribute retrieval top-1: among y and 9 renders of id_s with other attributes, is y
+//!   the nearest to x′? Chance is 10 %;
+//! - identity cosine cos(f_I(x′), f_I(x_s)) against the baseline cos(f_I(x_a), f_I(x_s));
+//! - reconstruction PSNR of G(f_I(x_s), μ(x_s)) against x_s.
+//!
+//! The generator is the EMA copy, all networks in eval mode, z = μ.
+
+use candle_core::{Tensor, D};
+use indicatif::{ProgressBar, ProgressStyle};
+use osips_data::synthetic::{attribute_seed, eval_identity_seed, render, Attributes, Identity};
+use osips_data::{image_to_chw, ImageBatch};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::phases::image_tensor;
+use crate::trainer::Trainer;
+
+/// Candidates per retrieval query (the correct one included).
+pub const CANDIDATES: usize = 10;
+
+/// The numbers of one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub n_identities: usize,
+    pub step: u64,
+    pub swap_psnr: f64,
+    pub swap_ssim: f64,
+    pub baseline_attribute_psnr: f64,
+    pub baseline_attribute_ssim: f64,
+    pub baseline_source_psnr: f64,
+    pub baseline_source_ssim: f64,
+    pub identity_top1: f64,
+    pub attribute_top1: f64,
+    pub chance_top1: f64,
+    pub identity_cosine: f64,
+    pub identity_cosine_baseline: f64,
+    pub reconstruction_psnr: f64,
+}
+
+impl std::fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "evaluation on {} unseen synthetic identities (step {}):", self.n_identities, self.step)?;
+        writeln!(
+            f,
+            "  swap PSNR {:.2} dB  SSIM {:.3}   (baselines: x_a {:.2} dB / {:.3}, x_s {:.2} dB / {:.3})",
+            self.swap_psnr,
+            self.swap_ssim,
+            self.baseline_attribute_psnr,
+            self.baseline_attribute_ssim,
+            self.baseline_source_psnr,
+            self.baseline_source_ssim
+        )?;
+        writeln!(
+            f,
+            "  identity retrieval top-1 {:.1} %   attribute retrieval top-1 {:.1} %   (chance {:.1} %)",
+            100.0 * self.identity_top1,
+            100.0 * self.attribute_top1,
+            100.0 * self.chance_top1
+        )?;
+        writeln!(
+            f,
+            "  identity cosine x′·x_s {:.3}   (baseline x_a·x_s {:.3})",
+            self.identity_cosine, self.identity_cosine_baseline
+        )?;
+        write!(f, "  reconstruction PSNR {:.2} dB", self.reconstruction_psnr)
+    }
+}
+
+/// The rendered inputs of one evaluation pair.
+struct Case {
+    source: Vec<f32>,
+    attribute: Vec<f32>,
+    truth: Vec<f32>,
+    identity_candidates: Vec<Vec<f32>>,
+    attribute_candidates: Vec<Vec<f32>>,
+}
+
+fn render_case(k: usize, n: usize, size: u32) -> Case {
+    let id = |j: usize| Identity::from_seed(eval_identity_seed(j as u32));
+    let s_seed = eval_identity_seed(k as u32);
+    let a_index = (k + n / 2) % n;
+    let a_seed = eval_identity_seed(a_index as u32);
+    let attr_s = Attributes::from_seed(attribute_seed(s_seed, 0));
+    let attr_a = Attributes::from_seed(attribute_seed(a_seed, 1));
+    let id_s = id(k);
+    let chw = |identity: &Identity, attributes: &Attributes| image_to_chw(&render(identity, attributes, size));
+    let identity_candidates = (1..CANDIDATES)
+        .map(|j| chw(&id((k + j) % n), &attr_a))
+        .collect();
+    let attribute_candidates = (1..CANDIDATES)
+        .map(|j| chw(&id_s, &Attributes::from_seed(attribute_seed(s_seed, 100 + j as u64))))
+        .collect();
+    Case {
+        source: chw(&id_s, &attr_s),
+        attribute: chw(&id(a_index), &attr_a),
+        truth: chw(&id_s, &attr_a),
+        identity_candidates,
+        attribute_candidates,
+    }
+}
+
+/// Evaluate the trainer's networks (EMA generator) on `n` unseen synthetic identities.
+pub fn evaluate(trainer: &Trainer, n: usize, progress: bool) -> Result<EvalReport> {
+    let n = n.max(CANDIDATES + 1);
+    let size = trainer.config.model.image_size as u32;
+    let bar = if progress {
+        let bar = ProgressBar::new(n as u64);
+        if let Ok(style) = ProgressStyle::with_template("evaluating [{wide_bar}] {pos}/{len} ETA {eta}") {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let chunk = 25;
+    let mut sums = Sums::default();
+    for start in (0..n).step_by(chunk) {
+        let end = (start + chunk).min(n);
+        let cases: Vec<Case> = (start..end).into_par_iter().map(|k| render_case(k, n, size)).collect();
+        let batch = |f: &dyn Fn(&Case) -> &Vec<f32>| -> Result<Tensor> {
+            let data: Vec<f32> = cases.iter().flat_map(|c| f(c).iter().copied()).collect();
+            image_tensor(
+                &ImageBatch {
+                    data,
+                    n: cases.len(),
+                    size: size as usize,
+                },
+                &trainer.device,
+            )
+        };
+        let source = batch(&|c| &c.source)?;
+        let attribute = batch(&|c| &c.attribute)?;
+        let nets = &trainer.nets;
+        let id_source = nets.identity.forward_t(&source, false)?.identity;
+        let id_attribute = nets.identity.forward_t(&attribute, false)?.identity;
+        let z_attribute = nets.attribute.forward_t(&attribute, false)?.mean;
+        let z_source = nets.attribute.forward_t(&source, false)?.mean;
+        let swapped = trainer.ema.forward_t(&id_source, &z_attribute, false)?;
+        let reconstructed = trainer.ema.forward_t(&id_source, &z_source, false)?;
+        let id_swapped = nets.identity.forward_t(&swapped, false)?.identity;
+        let cos_swap: Vec<f32> = cosine(&id_swapped, &id_source)?.to_vec1()?;
+        let cos_base: Vec<f32> = cosine(&id_attribute, &id_source)?.to_vec1()?;
+        let swapped: Vec<f32> = swapped.flatten_all()?.to_vec1()?;
+        let reconstructed: Vec<f32> = reconstructed.flatten_all()?.to_vec1()?;
+        let per = 3 * (size * size) as usize;
+        for (i, case) in cases.iter().enumerate() {
+            let x = &swapped[i * per..(i + 1) * per];
+            let r = &reconstructed[i * per..(i + 1) * per];
+            sums.add(case, x, r, size as usize, f64::from(cos_swap[i]), f64::from(cos_base[i]));
+        }
+        bar.inc((end - start) as u64);
+    }
+    bar.finish_and_clear();
+    Ok(sums.report(n, trainer.step))
+}
+
+fn cosine(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dot = (a * b)?.sum(D::Minus1)?;
+    let norms = (a.sqr()?.sum(D::Minus1)?.sqrt()? * b.sqr()?.sum(D::Minus1)?.sqrt()?)?;
+    Ok((dot / (norms + 1e-12)?)?)
+}
+
+#[derive(Default)]
+struct Sums {
+    count: f64,
+    swap_psnr: f64,
+    swap_ssim: f64,
+    attribute_psnr: f64,
+    attribute_ssim: f64,
+    source_psnr: f64,
+    source_ssim: f64,
+    identity_hits: f64,
+    attribute_hits: f64,
+    cosine: f64,
+    cosine_baseline: f64,
+    reconstruction_psnr: f64,
+}
+
+impl Sums {
+    fn add(&mut self, case: &Case, swapped: &[f32], reconstructed: &[f32], size: usize, cos: f64, cos_base: f64) {
+        self.count += 1.0;
+        self.swap_psnr += psnr(swapped, &case.truth);
+        self.swap_ssim += ssim(swapped, &case.truth, size);
+        self.attribute_psnr += psnr(&case.attribute, &case.truth);
+        self.attribute_ssim += ssim(&case.attribute, &case.truth, size);
+        self.source_psnr += psnr(&case.source, &case.truth);
+        self.source_ssim += ssim(&case.source, &case.truth, size);
+        self.reconstruction_psnr += psnr(reconstructed, &case.source);
+        let truth_distance = squared_distance(swapped, &case.truth);
+        let nearest = |candidates: &[Vec<f32>]| candidates.iter().all(|c| squared_distance(swapped, c) > truth_distance);
+        self.identity_hits += f64::from(u8::from(nearest(&case.identity_candidates)));
+        self.attribute_hits += f64::from(u8::from(nearest(&case.attribute_candidates)));
+        self.cosine += cos;
+        self.cosine_baseline += cos_base;
+    }
+
+    fn report(&self, n: usize, step: u64) -> EvalReport {
+        let c = self.count.max(1.0);
+        EvalReport {
+            n_identities: n,
+            step,
+            swap_psnr: self.swap_psnr / c,
+            swap_ssim: self.swap_ssim / c,
+            baseline_attribute_psnr: self.attribute_psnr / c,
+            baseline_attribute_ssim: self.attribute_ssim / c,
+            baseline_source_psnr: self.source_psnr / c,
+            baseline_source_ssim: self.source_ssim / c,
+            identity_top1: self.identity_hits / c,
+            attribute_top1: self.attribute_hits / c,
+            chance_top1: 1.0 / CANDIDATES as f64,
+            identity_cosine: self.cosine / c,
+            identity_cosine_baseline: self.cosine_baseline / c,
+            reconstruction_psnr: self.reconstruction_psnr / c,
+        }
+    }
+}
+
+fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum()
+}
+
+/// PSNR in dB of images in [-1, 1] (peak-to-peak 2), capped at 100 dB for identical images.
+pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
+    let mse = squared_distance(a, b) / a.len().max(1) as f64;
+    if mse <= 1e-10 {
+        100.0
+    } else {
+        10.0 * (4.0 / mse).log10()
+    }
+}
+
+/// SSIM (Wang et al. 2004: 11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03) of two
+/// CHW images in [-1, 1], averaged over the channels and the valid window positions.
+pub fn ssim(a: &[f32], b: &[f32], size: usize) -> f64 {
+    const RADIUS: usize = 5;
+    let weights: Vec<f64> = (0..=2 * RADIUS)
+        .map(|i| {
+            let d = i as f64 - RADIUS as f64;
+            (-d * d / (2.0 * 1.5 * 1.5)).exp()
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let weights: Vec<f64> = weights.iter().map(|w| w / total).collect();
+    let (c1, c2) = ((0.01f64 * 1.0).powi(2), (0.03f64 * 1.0).powi(2));
+    let plane = size * size;
+    if size <= 2 * RADIUS {
+        return 0.0;
+    }
+    let valid = size - 2 * RADIUS;
+    let mut acc = 0.0;
+    let mut count = 0.0;
+    for ch in 0..3 {
+        let to_unit = |v: &[f32]| -> Vec<f64> { v[ch * plane..(ch + 1) * plane].iter().map(|&x| (f64::from(x) + 1.0) / 2.0).collect() };
+        let (x, y) = (to_unit(a), to_unit(b));
+        let xx: Vec<f64> = x.iter().map(|v| v * v).collect();
+        let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
+        let xy: Vec<f64> = x.iter().zip(&y).map(|(p, q)| p * q).collect();
+        let blur = |img: &[f64]| -> Vec<f64> {
+            // Separable: rows then columns, valid region only.
+            let mut rows = vec![0.0; size * valid];
+            for r in 0..size {
+                for c in 0..valid {
+                    rows[r * valid + c] = (0..=2 * RADIUS).map(|k| weights[k] * img[r * size + c + k]).sum();
+                }
+            }
+            let mut out = vec![0.0; valid * valid];
+            for r in 0..valid {
+                for c in 0..valid {
+                    out[r * valid + c] = (0..=2 * RADIUS).map(|k| weights[k] * rows[(r + k) * valid + c]).sum();
+                }
+            }
+            out
+        };
+        let (mx, my, mxx, myy, mxy) = (blur(&x), blur(&y), blur(&xx), blur(&yy), blur(&xy));
+        for i in 0..valid * valid {
+            let (vx, vy, cov) = (mxx[i] - mx[i] * mx[i], myy[i] - my[i] * my[i], mxy[i] - mx[i] * my[i]);
+            acc += ((2.0 * mx[i] * my[i] + c1) * (2.0 * cov + c2))
+                / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2));
+            count += 1.0;
+        }
+    }
+    acc / count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psnr_and_ssim_of_identical_and_different_images() {
+        let size = 16;
+        let a: Vec<f32> = (0..3 * size * size).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        assert_eq!(psnr(&a, &a), 100.0);
+        assert!((ssim(&a, &a, size) - 1.0).abs() < 1e-9);
+        let b: Vec<f32> = a.iter().map(|x| x + 0.1).collect();
+        // MSE 0.01 over a peak-to-peak range of 2: 10 log10(4 / 0.01) = 26.02 dB.
+        assert!((psnr(&a, &b) - 26.0206).abs() < 1e-3);
+        let c: Vec<f32> = a.iter().map(|x| -x).collect();
+        assert!(ssim(&a, &c, size) < 0.0);
+    }
+}

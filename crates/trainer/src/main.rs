@@ -1,0 +1,47 @@
+//! `cargo run --release -p trainer`: train the tiny preset on synthetic faces (see --help).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use trainer::cli::TrainArgs;
+
+#[derive(Parser)]
+#[command(name = "trainer", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match train(&cli.args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    if args.dry_run {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    let options = args.options()?;
+    let summary = trainer::run(config, &options)?;
+    if let Some(eval) = &summary.eval {
+        println!("{eval}");
+    }
+    println!(
+        "{} steps, {:.0} ms per step, data wait {:.1} % of the time{}",
+        summary.steps,
+        summary.mean_step_ms,
+        100.0 * summary.data_wait_share,
+        if summary.interrupted { " (interrupted)" } else { "" }
+    );
+    println!("run directory: {}", summary.run_dir.display());
+    println!("checkpoint:    {}", summary.checkpoint.display());
+    Ok(())
+}

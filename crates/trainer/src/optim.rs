@@ -1,0 +1,167 @@
+//! Adam with its state in our hands (candle's `AdamW` hides its moments, so a resumed run
+//! could not continue exactly, and it applies weight decay 0.01 by default where the paper's
+//! Adam has none), and the generator's exponential moving average.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use osips_models::ParamSet;
+
+use crate::config::OptimizerConfig;
+use crate::error::{Result, TrainError};
+
+/// Per-variable Adam state.
+#[derive(Debug, Clone)]
+struct Slot {
+    m: Tensor,
+    v: Tensor,
+    step: u64,
+}
+
+/// Adam without weight decay over one network's trainable variables.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    config: OptimizerConfig,
+    slots: BTreeMap<String, Slot>,
+}
+
+/// Gradients of one network's trainable variables, by variable name.
+pub type GradMap = BTreeMap<String, Tensor>;
+
+/// Take the gradients of `params`' trainable variables out of a `GradStore`.
+pub fn collect_grads(grads: &candle_core::backprop::GradStore, params: &ParamSet) -> GradMap {
+    params
+        .trainable_vars()
+        .into_iter()
+        .filter_map(|(name, var)| grads.get(var.as_tensor()).map(|g| (name, g.clone())))
+        .collect()
+}
+
+/// Sum two gradient maps name by name.
+pub fn add_grads(mut a: GradMap, b: GradMap) -> Result<GradMap> {
+    for (name, g) in b {
+        let sum = match a.remove(&name) {
+            Some(prev) => (prev + g)?,
+            None => g,
+        };
+        a.insert(name, sum);
+    }
+    Ok(a)
+}
+
+impl Adam {
+    pub fn new(config: OptimizerConfig) -> Self {
+        Adam {
+            config,
+            slots: BTreeMap::new(),
+        }
+    }
+
+    /// One Adam update of every variable of `params` that has a gradient in `grads`.
+    /// Returns the global L2 norm of the gradients applied.
+    pub fn step(&mut self, params: &ParamSet, grads: &GradMap) -> Result<f64> {
+        let OptimizerConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            ..
+        } = self.config;
+        let mut norm_sq = 0.0f64;
+        for (name, var) in params.trainable_vars() {
+            let Some(g) = grads.get(&name) else { continue };
+            norm_sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+            let slot = match self.slots.remove(&name) {
+                Some(slot) => slot,
+                None => Slot {
+                    m: g.zeros_like()?,
+                    v: g.zeros_like()?,
+                    step: 0,
+                },
+            };
+            let step = slot.step + 1;
+            let m = ((&slot.m * beta1)? + (g * (1.0 - beta1))?)?;
+            let v = ((&slot.v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+            let bias1 = 1.0 - beta1.powi(step as i32);
+            let bias2 = 1.0 - beta2.powi(step as i32);
+            let update = ((&m * (lr / bias1))? / ((&v * (1.0 / bias2))?.sqrt()? + eps)?)?;
+            var.set(&(var.as_tensor() - update)?)?;
+            self.slots.insert(name, Slot { m, v, step });
+        }
+        Ok(norm_sq.sqrt())
+    }
+
+    /// The state as named tensors: `<prefix>.<var>.m`, `.v`, `.step` (f64 scalar).
+    pub fn state_tensors(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(self.slots.len() * 3);
+        for (name, slot) in &self.slots {
+            out.push((format!("{prefix}.{name}.m"), slot.m.clone()));
+            out.push((format!("{prefix}.{name}.v"), slot.v.clone()));
+            out.push((
+                format!("{prefix}.{name}.step"),
+                Tensor::new(slot.step as f64, &Device::Cpu)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Restore the state written by [`Adam::state_tensors`]; every slot must belong to a
+    /// trainable variable of `params` with its shape.
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        tensors: &BTreeMap<String, Tensor>,
+        params: &ParamSet,
+        path: &Path,
+    ) -> Result<()> {
+        let shapes = params.shapes();
+        self.slots.clear();
+        let dotted = format!("{prefix}.");
+        for (key, m) in tensors.range(dotted.clone()..) {
+            let Some(rest) = key.strip_prefix(&dotted) else { break };
+            let Some(name) = rest.strip_suffix(".m") else { continue };
+            let expected = shapes.get(name).ok_or_else(|| {
+                TrainError::file(path, format!("optimizer state for unknown variable `{prefix}.{name}`"))
+            })?;
+            let v = tensors.get(&format!("{dotted}{name}.v"));
+            let step = tensors.get(&format!("{dotted}{name}.step"));
+            let (Some(v), Some(step)) = (v, step) else {
+                return Err(TrainError::file(path, format!("incomplete optimizer state for `{prefix}.{name}`")));
+            };
+            if m.dims() != expected.as_slice() || v.dims() != expected.as_slice() {
+                return Err(TrainError::file(
+                    path,
+                    format!("optimizer state for `{prefix}.{name}` has shape {:?}, expected {expected:?}", m.dims()),
+                ));
+            }
+            let step = step.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !(step >= 0.0 && step.fract() == 0.0) {
+                return Err(TrainError::file(path, format!("bad step for `{prefix}.{name}`")));
+            }
+            self.slots.insert(
+                name.to_string(),
+                Slot {
+                    m: m.to_dtype(DType::F32)?,
+                    v: v.to_dtype(DType::F32)?,
+                    step: step as u64,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// ema ← d·ema + (1 − d)·current for every variable of the generator, running statistics
+/// included.
+pub fn update_ema(ema: &ParamSet, current: &ParamSet, decay: f64) -> Result<()> {
+    let current: BTreeMap<String, candle_core::Var> = current.named_vars().into_iter().collect();
+    for (name, var) in ema.named_vars() {
+        let src = current
+            .get(&name)
+            .ok_or_else(|| TrainError::Config(format!("EMA: `{name}` missing in the generator")))?;
+        let mixed = ((var.as_tensor() * decay)? + (src.as_tensor() * (1.0 - decay))?)?;
+        var.set(&mixed)?;
+    }
+    Ok(())
+}

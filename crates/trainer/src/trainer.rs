@@ -1,0 +1,152 @@
+//! The training state (networks, optimisers, EMA, step) and one iteration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::Device;
+use osips_data::PairBatch;
+use osips_models::checkpoint::{new_generator, GENERATOR_EMA_FILE};
+use osips_models::{Generator, NetworkKind, Networks, ParamSet};
+
+use crate::config::{RunConfig, TrunkInit};
+use crate::error::{Result, TrainError};
+use crate::optim::{update_ema, Adam};
+use crate::phases::{
+    discriminator_phase, generator_phase, identity_phase, process_noise, synthesize, PhaseOutput,
+    Process, ProcessTensors,
+};
+
+/// File of the four Adams' state inside a checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// Everything that changes during training.
+pub struct Trainer {
+    pub config: RunConfig,
+    pub nets: Networks,
+    /// The generator's exponential moving average (used for samples and evaluation).
+    pub ema: Generator,
+    pub ema_params: ParamSet,
+    optimizers: BTreeMap<NetworkKind, Adam>,
+    /// Iterations done.
+    pub step: u64,
+    pub device: Device,
+}
+
+/// Named scalars of one iteration (`loss/recon/gr`, `score/trans/d/real`, …).
+pub type StepStats = BTreeMap<String, f64>;
+
+impl Trainer {
+    /// Fresh networks from the config's seed (and VGG16 trunks with `init = vgg16`).
+    pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let nets = Networks::new(&config.model, config.seed, device)?;
+        if config.init == TrunkInit::Vgg16 {
+            let path = crate::vgg_weights_path()?;
+            osips_models::vgg::import_vgg16(&path, &nets.identity_params)?;
+            osips_models::vgg::import_vgg16(&path, &nets.attribute_params)?;
+        }
+        let (ema, ema_params) = new_generator(&config.model, config.seed, device)?;
+        ema_params.copy_from(&nets.generator_params)?;
+        let optimizers = NetworkKind::ALL
+            .into_iter()
+            .map(|kind| (kind, Adam::new(config.optimizer)))
+            .collect();
+        Ok(Trainer {
+            config,
+            nets,
+            ema,
+            ema_params,
+            optimizers,
+            step: 0,
+            device: device.clone(),
+        })
+    }
+
+    /// Apply a phase's gradients with the optimisers of the networks it names.
+    pub fn apply(&mut self, output: &PhaseOutput, stats: &mut StepStats, prefix: &str) -> Result<()> {
+        for (kind, grads) in &output.updates {
+            let params = self.nets.params(*kind).clone();
+            let optimizer = self
+                .optimizers
+                .get_mut(kind)
+                .ok_or_else(|| TrainError::Config(format!("no optimizer for {kind:?}")))?;
+            let norm = optimizer.step(&params, grads)?;
+            stats.insert(format!("grad_norm/{prefix}/{}", kind.name()), norm);
+        }
+        for (name, value) in &output.stats {
+            let key = match name.split_once('/') {
+                Some((head, tail)) => format!("{head}/{prefix}/{tail}"),
+                None => format!("{name}/{prefix}"),
+            };
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    name: key,
+                    value: *value,
+                    step: self.step,
+                });
+            }
+            stats.insert(key, *value);
+        }
+        Ok(())
+    }
+
+    /// One iteration: the reconstruction process, then the transformation process, each
+    /// D step → I/C step → A+G step; then the generator EMA.
+    pub fn train_step(&mut self, batch: &PairBatch) -> Result<StepStats> {
+        let mut stats = StepStats::new();
+        for process in Process::ALL {
+            let data = match process {
+                Process::Reconstruction => &batch.reconstruction,
+                Process::Transformation => &batch.transformation,
+            };
+            let tensors = ProcessTensors::new(data, &self.config.loss, &self.device)?;
+            let n = data.source.n;
+            let noise = process_noise(
+                self.config.seed,
+                self.step,
+                process,
+                n,
+                self.config.model.attribute_dim,
+                &self.device,
+            )?;
+            let synthesis = synthesize(&self.nets, &tensors, &noise)?;
+            let weights = self.config.loss;
+            let d = discriminator_phase(&self.nets, &tensors, &synthesis, &weights)?;
+            self.apply(&d, &mut stats, process.key())?;
+            let i = identity_phase(&self.nets, &tensors, &weights)?;
+            self.apply(&i, &mut stats, process.key())?;
+            let g = generator_phase(&self.nets, &tensors, &synthesis, &weights)?;
+            self.apply(&g, &mut stats, process.key())?;
+        }
+        update_ema(&self.ema_params, &self.nets.generator_params, self.config.optimizer.ema_decay)?;
+        self.step += 1;
+        Ok(stats)
+    }
+
+    /// Write weights, EMA and optimiser state into `dir` (which must exist).
+    pub fn save_weights(&self, dir: &Path) -> Result<()> {
+        self.nets.save(dir)?;
+        self.ema_params.save(&dir.join(GENERATOR_EMA_FILE))?;
+        let mut tensors = Vec::new();
+        for (kind, adam) in &self.optimizers {
+            tensors.extend(adam.state_tensors(kind.name())?);
+        }
+        osips_models::vars::save_tensors(&tensors, &dir.join(OPTIMIZER_FILE))?;
+        Ok(())
+    }
+
+    /// Load weights, EMA and optimiser state from a checkpoint directory.
+    pub fn load_weights(&mut self, dir: &Path) -> Result<()> {
+        self.nets.load(dir)?;
+        self.ema_params.load(&dir.join(GENERATOR_EMA_FILE))?;
+        let path = dir.join(OPTIMIZER_FILE);
+        let tensors = osips_models::vars::load_tensors(&path)?;
+        for kind in NetworkKind::ALL {
+            let params = self.nets.params(kind).clone();
+            if let Some(adam) = self.optimizers.get_mut(&kind) {
+                adam.load_state(kind.name(), &tensors, &params, &path)?;
+            }
+        }
+        Ok(())
+    }
+}
