@@ -12,17 +12,28 @@
 //!   [`upsample2x_conv2d_input_grad`], [`upsample2x_conv2d_weight_grad`]), used by the
 //!   ops' backward passes and by the benchmark.
 //!
-//! Both ops are differentiable through candle's autograd (`CustomOp2::bwd`). On any device
+//! Around them, the memory-bound layers as single-pass ops with closed-form backward
+//! passes: [`batch_norm_train`] (train-mode BatchNorm returning the batch statistics),
+//! [`channel_scale_shift`] (eval-mode BatchNorm), [`add_channel_bias`], [`relu`],
+//! [`leaky_relu`] and [`max_pool2x2`].
+//!
+//! All ops are differentiable through candle's autograd (`CustomOp2::bwd`). On any device
 //! other than the CPU, or any dtype other than f32, they fall back to candle's own ops, so
 //! results mean the same everywhere. Non-contiguous inputs are made contiguous first.
 
+mod channel;
 mod geom;
 mod kernels;
+mod pointwise;
 mod sgemm;
 mod subpixel;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
+pub use channel::{
+    add_channel_bias, batch_norm_train, batch_norm_train_reference, channel_scale_shift,
+    leaky_relu, max_pool2x2, max_pool2x2_reference, relu, BatchNormTrain,
+};
 pub use geom::Geom;
 
 fn fast_path(a: &Tensor, b: &Tensor) -> bool {
@@ -35,7 +46,7 @@ fn fast_path(a: &Tensor, b: &Tensor) -> bool {
         && b.dim(2).ok() == b.dim(3).ok()
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),

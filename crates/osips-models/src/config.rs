@@ -192,7 +192,7 @@ impl ModelConfig {
                     "{name}: every stage needs channels > 0 and convs > 0"
                 ));
             }
-            if self.image_size >> trunk.stages.len() != 4 || self.image_size % 4 != 0 {
+            if self.image_size >> trunk.stages.len() != 4 || !self.image_size.is_multiple_of(4) {
                 return bad(format!(
                     "{name}: {} stages take {}px to {}px, expected 4px",
                     trunk.stages.len(),

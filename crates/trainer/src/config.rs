@@ -152,7 +152,8 @@ impl RunConfig {
         if overrides.is_empty() {
             return Ok(());
         }
-        let mut value = serde_json::to_value(&*self).map_err(|e| TrainError::Config(e.to_string()))?;
+        let mut value =
+            serde_json::to_value(&*self).map_err(|e| TrainError::Config(e.to_string()))?;
         for item in overrides {
             let (key, raw) = item.split_once('=').ok_or_else(|| {
                 TrainError::Config(format!("override `{item}`: expected key.path=value"))
@@ -162,9 +163,11 @@ impl RunConfig {
             let mut slot = &mut value;
             for part in key.split('.') {
                 slot = match slot {
-                    serde_json::Value::Object(map) if map.contains_key(part) => map
-                        .get_mut(part)
-                        .ok_or_else(|| TrainError::Config(format!("override `{item}`: no key `{part}`")))?,
+                    serde_json::Value::Object(map) if map.contains_key(part) => {
+                        map.get_mut(part).ok_or_else(|| {
+                            TrainError::Config(format!("override `{item}`: no key `{part}`"))
+                        })?
+                    }
                     _ => {
                         return Err(TrainError::Config(format!(
                             "override `{item}`: unknown key `{key}` (see --dry-run for the keys)"
@@ -195,19 +198,37 @@ impl RunConfig {
             ));
         }
         let o = &self.optimizer;
-        if !(o.lr > 0.0 && (0.0..1.0).contains(&o.beta1) && (0.0..1.0).contains(&o.beta2) && o.eps > 0.0 && (0.0..=1.0).contains(&o.ema_decay)) {
-            return Err(TrainError::Config(format!("optimizer settings out of range: {o:?}")));
+        if !(o.lr > 0.0
+            && (0.0..1.0).contains(&o.beta1)
+            && (0.0..1.0).contains(&o.beta2)
+            && o.eps > 0.0
+            && (0.0..=1.0).contains(&o.ema_decay))
+        {
+            return Err(TrainError::Config(format!(
+                "optimizer settings out of range: {o:?}"
+            )));
         }
         let s = &self.schedule;
-        if s.log_every == 0 || s.sample_every == 0 || s.checkpoint_every == 0 || s.keep_checkpoints == 0 {
+        if s.log_every == 0
+            || s.sample_every == 0
+            || s.checkpoint_every == 0
+            || s.keep_checkpoints == 0
+        {
             return Err(TrainError::Config(
                 "schedule: log_every, sample_every, checkpoint_every and keep_checkpoints must be at least 1".into(),
             ));
         }
         if s.steps.is_none() && s.minutes.is_none() {
-            return Err(TrainError::Config("schedule: set steps or minutes (or both)".into()));
+            return Err(TrainError::Config(
+                "schedule: set steps or minutes (or both)".into(),
+            ));
         }
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(TrainError::Config(format!(
                 "name `{}`: use letters, digits, '-' and '_'",
                 self.name

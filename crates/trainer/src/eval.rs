@@ -47,7 +47,11 @@ pub struct EvalReport {
 
 impl std::fmt::Display for EvalReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "evaluation on {} unseen synthetic identities (step {}):", self.n_identities, self.step)?;
+        writeln!(
+            f,
+            "evaluation on {} unseen synthetic identities (step {}):",
+            self.n_identities, self.step
+        )?;
         writeln!(
             f,
             "  swap PSNR {:.2} dB  SSIM {:.3}   (baselines: x_a {:.2} dB / {:.3}, x_s {:.2} dB / {:.3})",
@@ -70,7 +74,11 @@ impl std::fmt::Display for EvalReport {
             "  identity cosine x′·x_s {:.3}   (baseline x_a·x_s {:.3})",
             self.identity_cosine, self.identity_cosine_baseline
         )?;
-        write!(f, "  reconstruction PSNR {:.2} dB", self.reconstruction_psnr)
+        write!(
+            f,
+            "  reconstruction PSNR {:.2} dB",
+            self.reconstruction_psnr
+        )
     }
 }
 
@@ -91,12 +99,19 @@ fn render_case(k: usize, n: usize, size: u32) -> Case {
     let attr_s = Attributes::from_seed(attribute_seed(s_seed, 0));
     let attr_a = Attributes::from_seed(attribute_seed(a_seed, 1));
     let id_s = id(k);
-    let chw = |identity: &Identity, attributes: &Attributes| image_to_chw(&render(identity, attributes, size));
+    let chw = |identity: &Identity, attributes: &Attributes| {
+        image_to_chw(&render(identity, attributes, size))
+    };
     let identity_candidates = (1..CANDIDATES)
         .map(|j| chw(&id((k + j) % n), &attr_a))
         .collect();
     let attribute_candidates = (1..CANDIDATES)
-        .map(|j| chw(&id_s, &Attributes::from_seed(attribute_seed(s_seed, 100 + j as u64))))
+        .map(|j| {
+            chw(
+                &id_s,
+                &Attributes::from_seed(attribute_seed(s_seed, 100 + j as u64)),
+            )
+        })
         .collect();
     Case {
         source: chw(&id_s, &attr_s),
@@ -113,7 +128,9 @@ pub fn evaluate(trainer: &Trainer, n: usize, progress: bool) -> Result<EvalRepor
     let size = trainer.config.model.image_size as u32;
     let bar = if progress {
         let bar = ProgressBar::new(n as u64);
-        if let Ok(style) = ProgressStyle::with_template("evaluating [{wide_bar}] {pos}/{len} ETA {eta}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("evaluating [{wide_bar}] {pos}/{len} ETA {eta}")
+        {
             bar.set_style(style);
         }
         bar
@@ -124,7 +141,10 @@ pub fn evaluate(trainer: &Trainer, n: usize, progress: bool) -> Result<EvalRepor
     let mut sums = Sums::default();
     for start in (0..n).step_by(chunk) {
         let end = (start + chunk).min(n);
-        let cases: Vec<Case> = (start..end).into_par_iter().map(|k| render_case(k, n, size)).collect();
+        let cases: Vec<Case> = (start..end)
+            .into_par_iter()
+            .map(|k| render_case(k, n, size))
+            .collect();
         let batch = |f: &dyn Fn(&Case) -> &Vec<f32>| -> Result<Tensor> {
             let data: Vec<f32> = cases.iter().flat_map(|c| f(c).iter().copied()).collect();
             image_tensor(
@@ -154,7 +174,14 @@ pub fn evaluate(trainer: &Trainer, n: usize, progress: bool) -> Result<EvalRepor
         for (i, case) in cases.iter().enumerate() {
             let x = &swapped[i * per..(i + 1) * per];
             let r = &reconstructed[i * per..(i + 1) * per];
-            sums.add(case, x, r, size as usize, f64::from(cos_swap[i]), f64::from(cos_base[i]));
+            sums.add(
+                case,
+                x,
+                r,
+                size as usize,
+                f64::from(cos_swap[i]),
+                f64::from(cos_base[i]),
+            );
         }
         bar.inc((end - start) as u64);
     }
@@ -185,7 +212,15 @@ struct Sums {
 }
 
 impl Sums {
-    fn add(&mut self, case: &Case, swapped: &[f32], reconstructed: &[f32], size: usize, cos: f64, cos_base: f64) {
+    fn add(
+        &mut self,
+        case: &Case,
+        swapped: &[f32],
+        reconstructed: &[f32],
+        size: usize,
+        cos: f64,
+        cos_base: f64,
+    ) {
         self.count += 1.0;
         self.swap_psnr += psnr(swapped, &case.truth);
         self.swap_ssim += ssim(swapped, &case.truth, size);
@@ -195,7 +230,11 @@ impl Sums {
         self.source_ssim += ssim(&case.source, &case.truth, size);
         self.reconstruction_psnr += psnr(reconstructed, &case.source);
         let truth_distance = squared_distance(swapped, &case.truth);
-        let nearest = |candidates: &[Vec<f32>]| candidates.iter().all(|c| squared_distance(swapped, c) > truth_distance);
+        let nearest = |candidates: &[Vec<f32>]| {
+            candidates
+                .iter()
+                .all(|c| squared_distance(swapped, c) > truth_distance)
+        };
         self.identity_hits += f64::from(u8::from(nearest(&case.identity_candidates)));
         self.attribute_hits += f64::from(u8::from(nearest(&case.attribute_candidates)));
         self.cosine += cos;
@@ -258,7 +297,12 @@ pub fn ssim(a: &[f32], b: &[f32], size: usize) -> f64 {
     let mut acc = 0.0;
     let mut count = 0.0;
     for ch in 0..3 {
-        let to_unit = |v: &[f32]| -> Vec<f64> { v[ch * plane..(ch + 1) * plane].iter().map(|&x| (f64::from(x) + 1.0) / 2.0).collect() };
+        let to_unit = |v: &[f32]| -> Vec<f64> {
+            v[ch * plane..(ch + 1) * plane]
+                .iter()
+                .map(|&x| (f64::from(x) + 1.0) / 2.0)
+                .collect()
+        };
         let (x, y) = (to_unit(a), to_unit(b));
         let xx: Vec<f64> = x.iter().map(|v| v * v).collect();
         let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
@@ -268,20 +312,28 @@ pub fn ssim(a: &[f32], b: &[f32], size: usize) -> f64 {
             let mut rows = vec![0.0; size * valid];
             for r in 0..size {
                 for c in 0..valid {
-                    rows[r * valid + c] = (0..=2 * RADIUS).map(|k| weights[k] * img[r * size + c + k]).sum();
+                    rows[r * valid + c] = (0..=2 * RADIUS)
+                        .map(|k| weights[k] * img[r * size + c + k])
+                        .sum();
                 }
             }
             let mut out = vec![0.0; valid * valid];
             for r in 0..valid {
                 for c in 0..valid {
-                    out[r * valid + c] = (0..=2 * RADIUS).map(|k| weights[k] * rows[(r + k) * valid + c]).sum();
+                    out[r * valid + c] = (0..=2 * RADIUS)
+                        .map(|k| weights[k] * rows[(r + k) * valid + c])
+                        .sum();
                 }
             }
             out
         };
         let (mx, my, mxx, myy, mxy) = (blur(&x), blur(&y), blur(&xx), blur(&yy), blur(&xy));
         for i in 0..valid * valid {
-            let (vx, vy, cov) = (mxx[i] - mx[i] * mx[i], myy[i] - my[i] * my[i], mxy[i] - mx[i] * my[i]);
+            let (vx, vy, cov) = (
+                mxx[i] - mx[i] * mx[i],
+                myy[i] - my[i] * my[i],
+                mxy[i] - mx[i] * my[i],
+            );
             acc += ((2.0 * mx[i] * my[i] + c1) * (2.0 * cov + c2))
                 / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2));
             count += 1.0;
@@ -297,7 +349,9 @@ mod tests {
     #[test]
     fn psnr_and_ssim_of_identical_and_different_images() {
         let size = 16;
-        let a: Vec<f32> = (0..3 * size * size).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let a: Vec<f32> = (0..3 * size * size)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
         assert_eq!(psnr(&a, &a), 100.0);
         assert!((ssim(&a, &a, size) - 1.0).abs() < 1e-9);
         let b: Vec<f32> = a.iter().map(|x| x + 0.1).collect();

@@ -46,7 +46,10 @@ pub fn vgg_weights_path() -> Result<PathBuf> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(TrainError::file(path, "OSIPS_VGG16_WEIGHTS points to no file"))
+            Err(TrainError::file(
+                path,
+                "OSIPS_VGG16_WEIGHTS points to no file",
+            ))
         };
     }
     let repo = osips_models::vgg::VGG16_REPO.replace('/', "--");

@@ -31,17 +31,6 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     }
     let options = args.options()?;
     let summary = trainer::run(config, &options)?;
-    if let Some(eval) = &summary.eval {
-        println!("{eval}");
-    }
-    println!(
-        "{} steps, {:.0} ms per step, data wait {:.1} % of the time{}",
-        summary.steps,
-        summary.mean_step_ms,
-        100.0 * summary.data_wait_share,
-        if summary.interrupted { " (interrupted)" } else { "" }
-    );
-    println!("run directory: {}", summary.run_dir.display());
-    println!("checkpoint:    {}", summary.checkpoint.display());
+    print!("{}", summary.report());
     Ok(())
 }

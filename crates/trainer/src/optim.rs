@@ -38,6 +38,20 @@ pub fn collect_grads(grads: &candle_core::backprop::GradStore, params: &ParamSet
         .collect()
 }
 
+/// The L2 norm of all gradients of a map together.
+pub fn grad_norm(grads: &GradMap) -> Result<f64> {
+    let mut norm_sq = 0.0f64;
+    for g in grads.values() {
+        norm_sq += f64::from(
+            g.sqr()?
+                .sum_all()?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?,
+        );
+    }
+    Ok(norm_sq.sqrt())
+}
+
 /// Sum two gradient maps name by name.
 pub fn add_grads(mut a: GradMap, b: GradMap) -> Result<GradMap> {
     for (name, g) in b {
@@ -60,7 +74,7 @@ impl Adam {
 
     /// One Adam update of every variable of `params` that has a gradient in `grads`.
     /// Returns the global L2 norm of the gradients applied.
-    pub fn step(&mut self, params: &ParamSet, grads: &GradMap) -> Result<f64> {
+    pub fn step(&mut self, params: &ParamSet, grads: &GradMap) -> Result<()> {
         let OptimizerConfig {
             lr,
             beta1,
@@ -68,10 +82,8 @@ impl Adam {
             eps,
             ..
         } = self.config;
-        let mut norm_sq = 0.0f64;
         for (name, var) in params.trainable_vars() {
             let Some(g) = grads.get(&name) else { continue };
-            norm_sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
             let slot = match self.slots.remove(&name) {
                 Some(slot) => slot,
                 None => Slot {
@@ -89,7 +101,7 @@ impl Adam {
             var.set(&(var.as_tensor() - update)?)?;
             self.slots.insert(name, Slot { m, v, step });
         }
-        Ok(norm_sq.sqrt())
+        Ok(())
     }
 
     /// The state as named tensors: `<prefix>.<var>.m`, `.v`, `.step` (f64 scalar).
@@ -119,15 +131,25 @@ impl Adam {
         self.slots.clear();
         let dotted = format!("{prefix}.");
         for (key, m) in tensors.range(dotted.clone()..) {
-            let Some(rest) = key.strip_prefix(&dotted) else { break };
-            let Some(name) = rest.strip_suffix(".m") else { continue };
+            let Some(rest) = key.strip_prefix(&dotted) else {
+                break;
+            };
+            let Some(name) = rest.strip_suffix(".m") else {
+                continue;
+            };
             let expected = shapes.get(name).ok_or_else(|| {
-                TrainError::file(path, format!("optimizer state for unknown variable `{prefix}.{name}`"))
+                TrainError::file(
+                    path,
+                    format!("optimizer state for unknown variable `{prefix}.{name}`"),
+                )
             })?;
             let v = tensors.get(&format!("{dotted}{name}.v"));
             let step = tensors.get(&format!("{dotted}{name}.step"));
             let (Some(v), Some(step)) = (v, step) else {
-                return Err(TrainError::file(path, format!("incomplete optimizer state for `{prefix}.{name}`")));
+                return Err(TrainError::file(
+                    path,
+                    format!("incomplete optimizer state for `{prefix}.{name}`"),
+                ));
             };
             if m.dims() != expected.as_slice() || v.dims() != expected.as_slice() {
                 return Err(TrainError::file(
@@ -137,7 +159,10 @@ impl Adam {
             }
             let step = step.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if !(step >= 0.0 && step.fract() == 0.0) {
-                return Err(TrainError::file(path, format!("bad step for `{prefix}.{name}`")));
+                return Err(TrainError::file(
+                    path,
+                    format!("bad step for `{prefix}.{name}`"),
+                ));
             }
             self.slots.insert(
                 name.to_string(),

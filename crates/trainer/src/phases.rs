@@ -78,11 +78,19 @@ pub struct ProcessTensors {
 
 /// An image batch as an NCHW tensor.
 pub fn image_tensor(batch: &ImageBatch, device: &Device) -> Result<Tensor> {
-    Ok(Tensor::from_slice(&batch.data, batch.shape().as_slice(), device)?)
+    Ok(Tensor::from_slice(
+        &batch.data,
+        batch.shape().as_slice(),
+        device,
+    )?)
 }
 
 impl ProcessTensors {
-    pub fn new(batch: &ProcessBatch, weights: &losses::LossWeights, device: &Device) -> Result<Self> {
+    pub fn new(
+        batch: &ProcessBatch,
+        weights: &losses::LossWeights,
+        device: &Device,
+    ) -> Result<Self> {
         let mut rows = Vec::new();
         let mut labels = Vec::new();
         for (i, label) in batch.source_labels.iter().enumerate() {
@@ -125,11 +133,17 @@ pub struct Synthesis {
 
 /// Forward: identity vector of x_s (I in eval mode, detached), z from A, x′ from G.
 pub fn synthesize(nets: &Networks, batch: &ProcessTensors, noise: &Tensor) -> Result<Synthesis> {
-    let identity = nets.identity.forward_t(&batch.source, false)?.identity.detach();
+    let identity = nets
+        .identity
+        .forward_t(&batch.source, false)?
+        .identity
+        .detach();
     let posterior = nets.attribute.forward_t(&batch.attribute, true)?;
     let z = posterior.sample(noise)?;
     let z_leaf = Var::from_tensor(&z.detach())?;
-    let fake = nets.generator.forward_t(&identity, z_leaf.as_tensor(), true)?;
+    let fake = nets
+        .generator
+        .forward_t(&identity, z_leaf.as_tensor(), true)?;
     Ok(Synthesis {
         z_leaf,
         z,
@@ -141,8 +155,15 @@ pub fn synthesize(nets: &Networks, batch: &ProcessTensors, noise: &Tensor) -> Re
 
 /// The reparameterisation noise r ~ N(0, I) of one process of one step: a pure function of
 /// (seed, step, process), so a resumed run draws the same noise.
-pub fn process_noise(seed: u64, step: u64, process: Process, n: usize, dim: usize, device: &Device) -> Result<Tensor> {
-    let key = osips_data::rng::hash_words(&[seed, step, process.noise_stream(), 0x6e6f_6973_65]);
+pub fn process_noise(
+    seed: u64,
+    step: u64,
+    process: Process,
+    n: usize,
+    dim: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let key = osips_data::rng::hash_words(&[seed, step, process.noise_stream(), 0x006e_6f69_7365]);
     Ok(osips_models::seeded_normal((n, dim), key, device)?)
 }
 
@@ -154,7 +175,9 @@ pub fn discriminator_phase(
     weights: &losses::LossWeights,
 ) -> Result<PhaseOutput> {
     let real = nets.discriminator.forward_t(&batch.attribute, true)?;
-    let fake = nets.discriminator.forward_t(&synthesis.fake.detach(), true)?;
+    let fake = nets
+        .discriminator
+        .forward_t(&synthesis.fake.detach(), true)?;
     let loss = losses::discriminator_loss(&real.logit, &fake.logit)?;
     let grads = (&loss * weights.discriminator)?.backward()?;
     let update = collect_grads(&grads, &nets.discriminator_params);
@@ -192,7 +215,10 @@ pub fn identity_phase(
             ("loss/i".into(), scalar(&loss)?),
             ("acc/i".into(), scalar(&accuracy)?),
         ],
-        updates: vec![(NetworkKind::Identity, collect_grads(&grads, &nets.identity_params))],
+        updates: vec![(
+            NetworkKind::Identity,
+            collect_grads(&grads, &nets.identity_params),
+        )],
     })
 }
 

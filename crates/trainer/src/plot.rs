@@ -50,7 +50,8 @@ pub fn read_stats(path: &Path) -> Result<BTreeMap<String, Vec<(f64, f64)>>> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line) else {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line)
+        else {
             continue;
         };
         let Some(step) = map.get("step").and_then(serde_json::Value::as_f64) else {
@@ -95,20 +96,36 @@ pub fn plot_stats(stats: &Path, out: &Path) -> Result<()> {
         let mut builder = ChartBuilder::on(area);
         builder.margin(8);
         if with_text {
-            builder.caption(title, ("sans-serif", 18)).x_label_area_size(24).y_label_area_size(48);
+            builder
+                .caption(title, ("sans-serif", 18))
+                .x_label_area_size(24)
+                .y_label_area_size(48);
         }
-        let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| err(&e))?;
+        let mut chart = builder
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(&e))?;
         if with_text {
-            chart.configure_mesh().x_desc("step").draw().map_err(|e| err(&e))?;
+            chart
+                .configure_mesh()
+                .x_desc("step")
+                .draw()
+                .map_err(|e| err(&e))?;
         }
         for (i, key) in keys.iter().enumerate() {
             if let Some(points) = series.get(*key) {
                 let color = if i == 0 { BLUE } else { RED };
                 let drawn = chart
-                    .draw_series(LineSeries::new(points.iter().copied().filter(|(_, y)| y.is_finite()), color.stroke_width(2)))
+                    .draw_series(LineSeries::new(
+                        points.iter().copied().filter(|(_, y)| y.is_finite()),
+                        color.stroke_width(2),
+                    ))
                     .map_err(|e| err(&e))?;
                 if with_text {
-                    let label = if i == 0 { "reconstruction" } else { "transformation" };
+                    let label = if i == 0 {
+                        "reconstruction"
+                    } else {
+                        "transformation"
+                    };
                     drawn
                         .label(label)
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));

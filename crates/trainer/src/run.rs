@@ -51,7 +51,11 @@ impl RunDir {
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let file_name = file_name.to_string_lossy();
-            if let Some(id) = file_name.split('-').next().and_then(|s| s.parse::<u32>().ok()) {
+            if let Some(id) = file_name
+                .split('-')
+                .next()
+                .and_then(|s| s.parse::<u32>().ok())
+            {
                 next = next.max(id + 1);
             }
         }
@@ -65,7 +69,10 @@ impl RunDir {
     /// An existing run directory (for `--resume`).
     pub fn open(path: &Path) -> Result<RunDir> {
         if !path.join("config.json").is_file() {
-            return Err(TrainError::file(path, "not a run directory (no config.json)"));
+            return Err(TrainError::file(
+                path,
+                "not a run directory (no config.json)",
+            ));
         }
         let run = RunDir {
             path: path.to_path_buf(),
@@ -78,7 +85,9 @@ impl RunDir {
         let probe = self.path.join(".write-test");
         std::fs::write(&probe, b"ok")
             .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| TrainError::file(&self.path, format!("run directory is not writable: {e}")))
+            .map_err(|e| {
+                TrainError::file(&self.path, format!("run directory is not writable: {e}"))
+            })
     }
 
     pub fn checkpoints(&self) -> PathBuf {
@@ -102,7 +111,10 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             continue;
         };
         if entry.path().join("state.json").is_file() {
@@ -127,7 +139,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// temporary directory, `state.json` last, which is then renamed to `step-NNNNNNNN`. Older
 /// checkpoints beyond the last `keep` are removed afterwards. A failure leaves the previous
 /// checkpoints as they were.
-pub fn write_checkpoint(run: &RunDir, trainer: &Trainer, sampler: SamplerState, elapsed: f64) -> Result<PathBuf> {
+pub fn write_checkpoint(
+    run: &RunDir,
+    trainer: &Trainer,
+    sampler: SamplerState,
+    elapsed: f64,
+) -> Result<PathBuf> {
     let root = run.checkpoints();
     std::fs::create_dir_all(&root).map_err(|e| TrainError::io(&root, e))?;
     let final_dir = root.join(format!("step-{:08}", trainer.step));
@@ -137,7 +154,8 @@ pub fn write_checkpoint(run: &RunDir, trainer: &Trainer, sampler: SamplerState, 
     }
     std::fs::create_dir(&tmp_dir).map_err(|e| TrainError::io(&tmp_dir, e))?;
     let result = (|| -> Result<()> {
-        let config = serde_json::to_vec_pretty(&trainer.config).map_err(|e| TrainError::Config(e.to_string()))?;
+        let config = serde_json::to_vec_pretty(&trainer.config)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
         write_atomic(&tmp_dir.join("config.json"), &config)?;
         trainer.save_weights(&tmp_dir)?;
         let state = TrainState {
@@ -148,7 +166,8 @@ pub fn write_checkpoint(run: &RunDir, trainer: &Trainer, sampler: SamplerState, 
             sampler,
             elapsed_seconds: elapsed,
         };
-        let state = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Config(e.to_string()))?;
+        let state =
+            serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Config(e.to_string()))?;
         write_atomic(&tmp_dir.join("state.json"), &state)?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
@@ -203,6 +222,31 @@ pub struct RunSummary {
     pub interrupted: bool,
 }
 
+impl RunSummary {
+    /// What the commands print at the end of a run: the evaluation, the speed, and where
+    /// everything went.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        if let Some(eval) = &self.eval {
+            out.push_str(&format!("{eval}\n"));
+        }
+        out.push_str(&format!(
+            "{} steps, {:.0} ms per step, data wait {:.1} % of the time{}\n",
+            self.steps,
+            self.mean_step_ms,
+            100.0 * self.data_wait_share,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        ));
+        out.push_str(&format!("run directory: {}\n", self.run_dir.display()));
+        out.push_str(&format!("checkpoint:    {}\n", self.checkpoint.display()));
+        out
+    }
+}
+
 /// Train: a new run from `config`, or `options.resume` (whose own config is used, with the
 /// schedule of `config`).
 pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
@@ -211,17 +255,20 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let saved = RunConfig::from_file(&run.path.join("config.json"))?;
-            let latest = run
-                .list_checkpoints()?
-                .pop()
-                .ok_or_else(|| TrainError::file(&run.path, "no complete checkpoint to resume from"))?;
+            let latest = run.list_checkpoints()?.pop().ok_or_else(|| {
+                TrainError::file(&run.path, "no complete checkpoint to resume from")
+            })?;
             let mut resumed = saved;
             resumed.schedule = config.schedule.clone();
             (run, resumed, Some(latest.1))
         }
         None => {
             config.validate()?;
-            (RunDir::create(&options.runs_root, &config.name)?, config, None)
+            (
+                RunDir::create(&options.runs_root, &config.name)?,
+                config,
+                None,
+            )
         }
     };
 
@@ -244,7 +291,8 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         elapsed_before = state.elapsed_seconds;
         eprintln!("resuming {} at step {}", run.path.display(), state.step);
     } else {
-        let json = serde_json::to_vec_pretty(&config).map_err(|e| TrainError::Config(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&config).map_err(|e| TrainError::Config(e.to_string()))?;
         write_atomic(&run.path.join("config.json"), &json)?;
     }
 
@@ -261,7 +309,7 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
     let deadline = schedule
         .minutes
         .map(|m| Instant::now() + Duration::from_secs_f64(m * 60.0));
-    let bar = progress_bar(options.progress, schedule.steps, trainer.step);
+    let bar = progress_bar(options.progress, &schedule, trainer.step);
     let started = Instant::now();
     let mut total_step = Duration::ZERO;
     let mut total_wait = Duration::ZERO;
@@ -270,7 +318,9 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
     let mut interrupted = false;
 
     loop {
-        if schedule.steps.is_some_and(|s| trainer.step >= s) || deadline.is_some_and(|d| Instant::now() >= d) {
+        if schedule.steps.is_some_and(|s| trainer.step >= s)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+        {
             break;
         }
         if options.stop.load(Ordering::SeqCst) {
@@ -291,9 +341,13 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         total_wait += wait;
         steps_here += 1;
         let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-        bar.set_position(trainer.step);
+        match schedule.steps {
+            Some(_) => bar.set_position(trainer.step),
+            None => bar.set_position(started.elapsed().as_secs()),
+        }
         bar.set_message(format!(
-            "{:.0} ms/step, data wait {:.0} ms | D {:.3} GR {:.1} KL {:.2} I {:.3}",
+            "step {} | {:.0} ms/step, data wait {:.0} ms | D {:.3} GR {:.1} KL {:.2} I {:.3}",
+            trainer.step,
             step_time.as_secs_f64() * 1e3,
             wait.as_secs_f64() * 1e3,
             stats.get("loss/recon/d").copied().unwrap_or(f64::NAN),
@@ -302,10 +356,21 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
             stats.get("loss/recon/i").copied().unwrap_or(f64::NAN),
         ));
         if trainer.step % schedule.log_every == 0 || trainer.step == 1 {
-            write_stats(&mut stats_file, &stats_path, trainer.step, elapsed, step_time, wait, &stats)?;
+            write_stats(
+                &mut stats_file,
+                &stats_path,
+                trainer.step,
+                elapsed,
+                step_time,
+                wait,
+                &stats,
+            )?;
         }
         if trainer.step % schedule.sample_every == 0 {
-            samples.write_grid(&trainer, &run.path.join(format!("samples-{:08}.png", trainer.step)))?;
+            samples.write_grid(
+                &trainer,
+                &run.path.join(format!("samples-{:08}.png", trainer.step)),
+            )?;
         }
         if trainer.step % schedule.checkpoint_every == 0 {
             last_checkpoint = Some(write_checkpoint(&run, &trainer, loader.state(), elapsed)?);
@@ -323,7 +388,8 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
     }
     let eval = if options.evaluate && !interrupted && schedule.eval_identities > 0 {
         let report = evaluate(&trainer, schedule.eval_identities, options.progress)?;
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| TrainError::Config(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&report).map_err(|e| TrainError::Config(e.to_string()))?;
         write_atomic(&run.path.join("eval.json"), &json)?;
         Some(report)
     } else {
@@ -340,7 +406,11 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         steps: trainer.step,
         checkpoint,
         mean_step_ms,
-        data_wait_share: if busy > 0.0 { total_wait.as_secs_f64() / busy } else { 0.0 },
+        data_wait_share: if busy > 0.0 {
+            total_wait.as_secs_f64() / busy
+        } else {
+            0.0
+        },
         eval,
         interrupted,
     })
@@ -358,8 +428,14 @@ fn write_stats(
     let mut line = serde_json::Map::new();
     line.insert("step".into(), step.into());
     line.insert("time/elapsed_s".into(), elapsed.into());
-    line.insert("time/step_ms".into(), (step_time.as_secs_f64() * 1e3).into());
-    line.insert("time/data_wait_ms".into(), (wait.as_secs_f64() * 1e3).into());
+    line.insert(
+        "time/step_ms".into(),
+        (step_time.as_secs_f64() * 1e3).into(),
+    );
+    line.insert(
+        "time/data_wait_ms".into(),
+        (wait.as_secs_f64() * 1e3).into(),
+    );
     for (key, value) in stats {
         line.insert(key.clone(), (*value).into());
     }
@@ -370,23 +446,29 @@ fn write_stats(
         .map_err(|e| TrainError::io(path, e))
 }
 
-fn progress_bar(enabled: bool, steps: Option<u64>, position: u64) -> ProgressBar {
+/// A bar over steps when the schedule has a step count, else over the time budget (so the
+/// default 20-minute job still shows an ETA).
+fn progress_bar(enabled: bool, schedule: &crate::config::ScheduleConfig, step: u64) -> ProgressBar {
     if !enabled {
         return ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     }
-    let bar = match steps {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::no_length(),
-    };
-    let template = if steps.is_some() {
-        "{elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} | {msg}"
-    } else {
-        "{elapsed_precise} step {pos} | {msg}"
+    let (bar, template) = match (schedule.steps, schedule.minutes) {
+        (Some(n), _) => (
+            ProgressBar::new(n),
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} | {msg}",
+        ),
+        (None, Some(minutes)) => (
+            ProgressBar::new((minutes * 60.0).ceil() as u64),
+            "{elapsed_precise} [{wide_bar}] ETA {eta} | {msg}",
+        ),
+        (None, None) => (ProgressBar::no_length(), "{elapsed_precise} | {msg}"),
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_position(position);
+    if schedule.steps.is_some() {
+        bar.set_position(step);
+    }
     bar.enable_steady_tick(Duration::from_millis(500));
     bar
 }

@@ -35,18 +35,24 @@ impl SampleInputs {
         let pick = |class: u32, k: usize| -> Result<RgbImage> {
             let class = class % n_classes.max(1);
             let k = k.min(dataset.class_len(class).saturating_sub(1));
-            let index = dataset
-                .class_image(class, k)
-                .ok_or_else(|| TrainError::Config(format!("class {class} has no image for the sample grid")))?;
+            let index = dataset.class_image(class, k).ok_or_else(|| {
+                TrainError::Config(format!("class {class} has no image for the sample grid"))
+            })?;
             Ok(dataset.load(Part::Labeled, index, size as u32)?)
         };
-        let identity_images = (0..GRID_ROWS as u32).map(|c| pick(c, 0)).collect::<Result<Vec<_>>>()?;
+        let identity_images = (0..GRID_ROWS as u32)
+            .map(|c| pick(c, 0))
+            .collect::<Result<Vec<_>>>()?;
         let attribute_images = (0..GRID_COLS as u32)
             .map(|c| pick(c + GRID_ROWS as u32, 1))
             .collect::<Result<Vec<_>>>()?;
         let to_batch = |images: &[RgbImage]| -> Result<Tensor> {
             let data: Vec<f32> = images.iter().flat_map(image_to_chw).collect();
-            Ok(Tensor::from_vec(data, (images.len(), 3, size, size), device)?)
+            Ok(Tensor::from_vec(
+                data,
+                (images.len(), 3, size, size),
+                device,
+            )?)
         };
         let random_z = osips_models::seeded_normal(
             (GRID_ROWS, config.model.attribute_dim),
@@ -66,7 +72,10 @@ impl SampleInputs {
     /// Synthesize the grid with the EMA generator (eval mode, z = μ) and write it as PNG.
     pub fn write_grid(&self, trainer: &Trainer, path: &Path) -> Result<()> {
         let nets = &trainer.nets;
-        let identity = nets.identity.forward_t(&self.identity_batch, false)?.identity;
+        let identity = nets
+            .identity
+            .forward_t(&self.identity_batch, false)?
+            .identity;
         let attribute = nets.attribute.forward_t(&self.attribute_batch, false)?.mean;
         let mut rows = Vec::with_capacity(GRID_ROWS + 1);
         let mut header = vec![None];
@@ -114,7 +123,10 @@ pub fn compose_grid(rows: &[Vec<Option<RgbImage>>], size: u32, gap: u32) -> RgbI
 /// Save a PNG atomically.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| TrainError::file(path, e))?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| TrainError::file(path, e))?;
     crate::run::write_atomic(path, &bytes)
 }

@@ -10,7 +10,7 @@ use osips_models::{Generator, NetworkKind, Networks, ParamSet};
 
 use crate::config::{RunConfig, TrunkInit};
 use crate::error::{Result, TrainError};
-use crate::optim::{update_ema, Adam};
+use crate::optim::{grad_norm, update_ema, Adam};
 use crate::phases::{
     discriminator_phase, generator_phase, identity_phase, process_noise, synthesize, PhaseOutput,
     Process, ProcessTensors,
@@ -62,17 +62,15 @@ impl Trainer {
         })
     }
 
-    /// Apply a phase's gradients with the optimisers of the networks it names.
-    pub fn apply(&mut self, output: &PhaseOutput, stats: &mut StepStats, prefix: &str) -> Result<()> {
-        for (kind, grads) in &output.updates {
-            let params = self.nets.params(*kind).clone();
-            let optimizer = self
-                .optimizers
-                .get_mut(kind)
-                .ok_or_else(|| TrainError::Config(format!("no optimizer for {kind:?}")))?;
-            let norm = optimizer.step(&params, grads)?;
-            stats.insert(format!("grad_norm/{prefix}/{}", kind.name()), norm);
-        }
+    /// Apply a phase's gradients with the optimisers of the networks it names. A non-finite
+    /// loss is an error before anything is updated, so the networks keep their last good
+    /// values.
+    pub fn apply(
+        &mut self,
+        output: &PhaseOutput,
+        stats: &mut StepStats,
+        prefix: &str,
+    ) -> Result<()> {
         for (name, value) in &output.stats {
             let key = match name.split_once('/') {
                 Some((head, tail)) => format!("{head}/{prefix}/{tail}"),
@@ -82,10 +80,30 @@ impl Trainer {
                 return Err(TrainError::NonFinite {
                     name: key,
                     value: *value,
-                    step: self.step,
+                    step: self.step + 1,
                 });
             }
             stats.insert(key, *value);
+        }
+        for (kind, grads) in &output.updates {
+            let key = format!("grad_norm/{prefix}/{}", kind.name());
+            let norm = grad_norm(grads)?;
+            if !norm.is_finite() {
+                return Err(TrainError::NonFinite {
+                    name: key,
+                    value: norm,
+                    step: self.step + 1,
+                });
+            }
+            stats.insert(key, norm);
+        }
+        for (kind, grads) in &output.updates {
+            let params = self.nets.params(*kind).clone();
+            let optimizer = self
+                .optimizers
+                .get_mut(kind)
+                .ok_or_else(|| TrainError::Config(format!("no optimizer for {kind:?}")))?;
+            optimizer.step(&params, grads)?;
         }
         Ok(())
     }
@@ -118,7 +136,11 @@ impl Trainer {
             let g = generator_phase(&self.nets, &tensors, &synthesis, &weights)?;
             self.apply(&g, &mut stats, process.key())?;
         }
-        update_ema(&self.ema_params, &self.nets.generator_params, self.config.optimizer.ema_decay)?;
+        update_ema(
+            &self.ema_params,
+            &self.nets.generator_params,
+            self.config.optimizer.ema_decay,
+        )?;
         self.step += 1;
         Ok(stats)
     }

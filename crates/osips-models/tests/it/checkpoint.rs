@@ -54,9 +54,16 @@ fn tamper(edit: impl FnOnce(&mut BTreeMap<String, Tensor>)) -> String {
     let list: Vec<(String, Tensor)> = tensors.into_iter().collect();
     save_tensors(&list, &path).unwrap();
     let before = values(&nets, NetworkKind::Generator);
-    let err = nets.generator_params.load(&path).expect_err("tampered file must not load");
+    let err = nets
+        .generator_params
+        .load(&path)
+        .expect_err("tampered file must not load");
     assert!(matches!(err, ModelError::Checkpoint { .. }), "{err:?}");
-    assert_eq!(before, values(&nets, NetworkKind::Generator), "a failed load modified the network");
+    assert_eq!(
+        before,
+        values(&nets, NetworkKind::Generator),
+        "a failed load modified the network"
+    );
     err.to_string()
 }
 
@@ -71,17 +78,29 @@ fn missing_tensor_is_a_clear_error() {
 #[test]
 fn extra_tensor_is_a_clear_error() {
     let msg = tamper(|t| {
-        t.insert("stages.9.conv.weight".into(), Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "stages.9.conv.weight".into(),
+            Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
-    assert!(msg.contains("unexpected tensor `stages.9.conv.weight`"), "{msg}");
+    assert!(
+        msg.contains("unexpected tensor `stages.9.conv.weight`"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn wrong_shape_is_a_clear_error() {
     let msg = tamper(|t| {
-        t.insert("to_rgb.bias".into(), Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "to_rgb.bias".into(),
+            Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
-    assert!(msg.contains("`to_rgb.bias` has shape [4], expected [3]"), "{msg}");
+    assert!(
+        msg.contains("`to_rgb.bias` has shape [4], expected [3]"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -98,10 +117,18 @@ fn garbage_and_missing_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let nets = networks(Preset::Tiny, 1);
     let path = dir.path().join("identity.safetensors");
-    std::fs::write(&path, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a safetensors file").unwrap();
+    std::fs::write(
+        &path,
+        b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a safetensors file",
+    )
+    .unwrap();
     let msg = nets.identity_params.load(&path).unwrap_err().to_string();
     assert!(msg.contains("not a valid safetensors file"), "{msg}");
-    let msg = nets.identity_params.load(&dir.path().join("absent.safetensors")).unwrap_err().to_string();
+    let msg = nets
+        .identity_params
+        .load(&dir.path().join("absent.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("absent.safetensors"), "{msg}");
 }
 
@@ -117,7 +144,9 @@ fn checkpoint_meta_checks_version_and_preset() {
         .unwrap();
         std::fs::write(
             dir.path().join("state.json"),
-            format!(r#"{{"format_version": {version}, "preset": "{preset}", "step": 5, "seed": 1}}"#),
+            format!(
+                r#"{{"format_version": {version}, "preset": "{preset}", "step": 5, "seed": 1}}"#
+            ),
         )
         .unwrap();
     };
@@ -126,9 +155,13 @@ fn checkpoint_meta_checks_version_and_preset() {
     assert_eq!(model, config);
     assert_eq!(meta.step, 5);
     write(99, "tiny");
-    let msg = osips_models::checkpoint::read_checkpoint_meta(dir.path()).unwrap_err().to_string();
+    let msg = osips_models::checkpoint::read_checkpoint_meta(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("format version 99"), "{msg}");
     write(osips_models::FORMAT_VERSION, "paper");
-    let msg = osips_models::checkpoint::read_checkpoint_meta(dir.path()).unwrap_err().to_string();
+    let msg = osips_models::checkpoint::read_checkpoint_meta(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("preset"), "{msg}");
 }

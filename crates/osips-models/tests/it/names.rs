@@ -3,7 +3,7 @@
 
 use candle_core::Device;
 use expect_test::expect_file;
-use osips_models::{networks::IdentityNet, ModelError, NetworkKind, ParamSet, Preset};
+use osips_models::{networks::IdentityNet, NetworkKind, ParamSet, Preset};
 
 use crate::testutil::{networks, render_shapes, tiny};
 
@@ -11,10 +11,22 @@ use crate::testutil::{networks, render_shapes, tiny};
 fn tensor_names_and_shapes_are_frozen() {
     let nets = networks(Preset::Tiny, 0);
     let snapshots = [
-        (NetworkKind::Identity, expect_file!["snapshots/identity.txt"]),
-        (NetworkKind::Attribute, expect_file!["snapshots/attribute.txt"]),
-        (NetworkKind::Generator, expect_file!["snapshots/generator.txt"]),
-        (NetworkKind::Discriminator, expect_file!["snapshots/discriminator.txt"]),
+        (
+            NetworkKind::Identity,
+            expect_file!["snapshots/identity.txt"],
+        ),
+        (
+            NetworkKind::Attribute,
+            expect_file!["snapshots/attribute.txt"],
+        ),
+        (
+            NetworkKind::Generator,
+            expect_file!["snapshots/generator.txt"],
+        ),
+        (
+            NetworkKind::Discriminator,
+            expect_file!["snapshots/discriminator.txt"],
+        ),
     ];
     for (kind, snapshot) in snapshots {
         snapshot.assert_eq(&render_shapes(&nets.params(kind).shapes()));
@@ -42,11 +54,29 @@ fn every_requested_name_is_its_own_variable() {
         let vars = params.named_vars();
         let before: Vec<f32> = vars
             .iter()
-            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().get(0).unwrap().to_scalar::<f32>().unwrap())
+            .map(|(_, v)| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .get(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
             .collect();
-        vars[0].1.set(&(vars[0].1.as_tensor() + 1000.0).unwrap()).unwrap();
+        vars[0]
+            .1
+            .set(&(vars[0].1.as_tensor() + 1000.0).unwrap())
+            .unwrap();
         for (i, (name, v)) in vars.iter().enumerate().skip(1) {
-            let now: f32 = v.as_tensor().flatten_all().unwrap().get(0).unwrap().to_scalar().unwrap();
+            let now: f32 = v
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
             assert_eq!(now, before[i], "{name} changed with {}", vars[0].0);
         }
     }
@@ -58,7 +88,7 @@ fn requesting_a_name_twice_is_an_error() {
     let vb = params.var_builder(&Device::Cpu);
     IdentityNet::new(&tiny(), vb.clone()).expect("first");
     let err = IdentityNet::new(&tiny(), vb).expect_err("second build shares names");
-    let message = ModelError::from(err).to_string();
+    let message = err.to_string();
     assert!(message.contains("requested twice"), "{message}");
 }
 
@@ -68,7 +98,11 @@ fn initialisation_is_a_function_of_the_seed() {
     let b = networks(Preset::Tiny, 7);
     let c = networks(Preset::Tiny, 8);
     for kind in NetworkKind::ALL {
-        let (va, vb, vc) = (a.params(kind).named_vars(), b.params(kind).named_vars(), c.params(kind).named_vars());
+        let (va, vb, vc) = (
+            a.params(kind).named_vars(),
+            b.params(kind).named_vars(),
+            c.params(kind).named_vars(),
+        );
         let mut any_differs = false;
         for ((name, x), ((_, y), (_, z))) in va.iter().zip(vb.iter().zip(vc.iter())) {
             let x: Vec<f32> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
