@@ -1,4 +1,4 @@
-//! `cargo xtask bench [WHICH]…`: the project's benchmarks, built in release, one after the
+//! `cargo xtask bench [conv|networks|train|data]…`: the project's benchmarks, built in release, one after the
 //! other (never side by side: the machine has two cores and each bench uses both).
 //!
 //! Each bench prints its own markdown table, with the reference it is compared against
@@ -16,6 +16,10 @@ pub enum Which {
     Conv,
     /// osips-data: decode/resize throughput, synthetic renders, index sizes and open times.
     Data,
+    /// osips-models: parameters, FLOPs and forward / forward+backward time per network.
+    Networks,
+    /// trainer: one full training iteration (both processes, all phases), pairs per second.
+    Train,
 }
 
 impl Which {
@@ -23,6 +27,8 @@ impl Which {
         match self {
             Which::Conv => ("osips-kernels", "conv"),
             Which::Data => ("osips-data", "data"),
+            Which::Networks => ("osips-models", "networks"),
+            Which::Train => ("trainer", "train"),
         }
     }
 }
@@ -44,7 +50,7 @@ fn workspace_root() -> PathBuf {
 
 pub fn run(args: Args) -> Result<()> {
     let which = if args.which.is_empty() {
-        vec![Which::Conv, Which::Data]
+        vec![Which::Conv, Which::Networks, Which::Train, Which::Data]
     } else {
         args.which
     };
@@ -56,7 +62,10 @@ pub fn run(args: Args) -> Result<()> {
         cmd.current_dir(workspace_root())
             .args(["bench", "--quiet", "-p", package, "--bench", name]);
         if args.quick {
-            cmd.env("OSIPS_BENCH_QUICK", "1").env("BENCH_REPS", "2");
+            cmd.env("OSIPS_BENCH_QUICK", "1")
+                .env("BENCH_REPS", "2")
+                .env("BENCH_ITERS", "3")
+                .env("BENCH_WARMUP", "1");
         }
         let status = cmd
             .status()

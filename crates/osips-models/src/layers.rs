@@ -97,10 +97,7 @@ impl Conv2d {
     fn add_bias(&self, ys: Tensor) -> Result<Tensor> {
         match &self.bias {
             None => Ok(ys),
-            Some(bias) => {
-                let c = bias.dim(0)?;
-                Ok(ys.broadcast_add(&bias.reshape((1, c, 1, 1))?)?)
-            }
+            Some(bias) => Ok(ops::add_channel_bias(&ys, bias)?),
         }
     }
 
@@ -147,36 +144,29 @@ impl BatchNorm {
     /// # Shapes
     /// `[N, C]` or `[N, C, H, W]` → the same.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let c = self.weight.dim(0)?;
-        let bshape: Vec<usize> = (0..xs.rank()).map(|d| if d == 1 { c } else { 1 }).collect();
-        let reduce: Vec<usize> = (0..xs.rank()).filter(|&d| d != 1).collect();
-        let weight = self.weight.reshape(bshape.as_slice())?;
-        let bias = self.bias.reshape(bshape.as_slice())?;
         if train {
-            let count = xs.elem_count() / c;
-            let mean = xs.mean_keepdim(reduce.as_slice())?;
-            let centered = xs.broadcast_sub(&mean)?;
-            let var = centered.sqr()?.mean_keepdim(reduce.as_slice())?;
+            let out = ops::batch_norm_train(xs, &self.weight, &self.bias, self.eps)?;
+            let count = xs.elem_count() / self.weight.dim(0)?;
             let m = self.momentum;
+            // PyTorch's running variance uses the unbiased batch variance.
             let unbias = if count > 1 {
                 count as f64 / (count as f64 - 1.0)
             } else {
                 1.0
             };
-            let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))?
-                + (mean.detach().flatten_all()? * m)?)?;
-            let new_var = ((self.running_var.as_tensor() * (1.0 - m))?
-                + (var.detach().flatten_all()? * (m * unbias))?)?;
+            let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (out.mean * m)?)?;
+            let new_var =
+                ((self.running_var.as_tensor() * (1.0 - m))? + (out.var * (m * unbias))?)?;
             self.running_mean.set(&new_mean)?;
             self.running_var.set(&new_var)?;
-            let scale = (var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&weight)?;
-            Ok(centered.broadcast_mul(&scale)?.broadcast_add(&bias)?)
+            Ok(out.y)
         } else {
-            let mean = self.running_mean.as_tensor().reshape(bshape.as_slice())?;
-            let var = self.running_var.as_tensor().reshape(bshape.as_slice())?;
-            let scale = (var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&weight)?;
-            let shift = (bias - mean.broadcast_mul(&scale)?)?;
-            Ok(xs.broadcast_mul(&scale)?.broadcast_add(&shift)?)
+            let scale = (self.running_var.as_tensor() + self.eps)?
+                .sqrt()?
+                .recip()?
+                .mul(&self.weight)?;
+            let shift = (&self.bias - self.running_mean.as_tensor().mul(&scale)?)?;
+            Ok(ops::channel_scale_shift(xs, &scale, &shift)?)
         }
     }
 }
@@ -212,6 +202,16 @@ impl Linear {
 /// LeakyReLU with negative slope `slope`.
 pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
     Ok(ops::leaky_relu(xs, slope)?)
+}
+
+/// `max(x, 0)` (our kernel on the CPU).
+pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    Ok(ops::relu(xs)?)
+}
+
+/// 2×2 max-pooling, stride 2.
+pub fn max_pool2x2(xs: &Tensor) -> Result<Tensor> {
+    Ok(ops::max_pool2x2(xs)?)
 }
 
 /// Flatten `[N, ...]` to `[N, rest]`.

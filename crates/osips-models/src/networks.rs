@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use crate::config::{DiscriminatorConfig, GeneratorConfig, ModelConfig, TrunkConfig};
 use crate::error::{ModelError, Result};
-use crate::layers::{flatten, leaky_relu, BatchNorm, Conv2d, ConvSpec, Linear};
+use crate::layers::{flatten, leaky_relu, max_pool2x2, relu, BatchNorm, Conv2d, ConvSpec, Linear};
 
 /// Check that `xs` is `[N, channels, size, size]` with N ≥ 1.
 fn check_image(
@@ -71,7 +71,7 @@ impl ConvBnRelu {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.bn.forward_t(&self.conv.forward(xs)?, train)?.relu()?)
+        relu(&self.bn.forward_t(&self.conv.forward(xs)?, train)?)
     }
 }
 
@@ -116,7 +116,7 @@ impl VggTrunk {
             for block in &stage.convs {
                 xs = block.forward_t(&xs, train)?;
             }
-            xs = xs.max_pool2d(2)?;
+            xs = max_pool2x2(&xs)?;
         }
         Ok(xs)
     }
@@ -193,7 +193,7 @@ impl IdentityNet {
         check_image("IdentityNet", "xs", xs, 3, self.image_size)?;
         let pooled = flatten(&self.trunk.forward_t(xs, train)?)?;
         let identity = self.projection.forward(&pooled)?;
-        let features = self.hidden.forward(&identity)?.relu()?;
+        let features = relu(&self.hidden.forward(&identity)?)?;
         let logits = self.classifier.forward(&features)?;
         Ok(IdentityOutput {
             identity,
@@ -373,10 +373,10 @@ impl Generator {
             .input
             .forward(&code)?
             .reshape((n, self.base_channels, 4, 4))?;
-        let mut xs = self.input_bn.forward_t(&xs, train)?.relu()?;
+        let mut xs = relu(&self.input_bn.forward_t(&xs, train)?)?;
         for stage in &self.stages {
             xs = stage.conv.forward_upsample2x(&xs)?;
-            xs = stage.bn.forward_t(&xs, train)?.relu()?;
+            xs = relu(&stage.bn.forward_t(&xs, train)?)?;
         }
         Ok(self.to_rgb.forward(&xs)?.tanh()?)
     }

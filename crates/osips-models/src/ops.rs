@@ -1,13 +1,16 @@
-//! The one place that decides which kernel runs for the convolutions and activations of the
-//! networks. Everything here is differentiable through candle's autograd.
+//! The one place that decides which kernel runs for the convolutions, normalisations and
+//! activations of the networks. Everything here is differentiable through candle's
+//! autograd.
+//!
+//! On the CPU in f32 these are `osips-kernels`' ops (convolutions lowered to `gemm` with
+//! their own backward passes; single-pass channel ops), several times faster than candle
+//! 0.11's compositions; elsewhere each falls back to candle's own ops with the same
+//! meaning.
 
 use candle_core::{Result, Tensor};
+pub use osips_kernels::BatchNormTrain;
 
 /// `conv2d(xs, w)` without bias: `[N, C_in, H, W]` × `[C_out, C_in, K, K]`.
-///
-/// On the CPU in f32 this is `osips-kernels`' op (im2col over `gemm`, with its own
-/// backward), several times faster than candle 0.11's conv2d and its gradient; elsewhere
-/// it is candle's own op.
 pub fn conv2d(xs: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     osips_kernels::conv2d(xs, w, stride, padding)
 }
@@ -18,7 +21,39 @@ pub fn upsample2x_conv2d(xs: &Tensor, w: &Tensor, padding: usize) -> Result<Tens
     osips_kernels::upsample2x_conv2d(xs, w, padding)
 }
 
+/// `xs + bias[c]` over the channel axis of `[N, C, …]`.
+pub fn add_channel_bias(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    osips_kernels::add_channel_bias(xs, bias)
+}
+
+/// Train-mode batch normalisation over dim 1 (batch mean, biased variance), returning the
+/// batch statistics for the running averages.
+pub fn batch_norm_train(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<BatchNormTrain> {
+    osips_kernels::batch_norm_train(xs, weight, bias, eps)
+}
+
+/// `xs · scale[c] + shift[c]` over dim 1: eval-mode batch normalisation.
+pub fn channel_scale_shift(xs: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    osips_kernels::channel_scale_shift(xs, scale, shift)
+}
+
+/// `max(x, 0)`.
+pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    osips_kernels::relu(xs)
+}
+
 /// `max(x, slope·x)` for `0 ≤ slope < 1`.
 pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
-    xs.maximum(&(xs * slope)?)
+    osips_kernels::leaky_relu(xs, slope)
+}
+
+/// 2×2 max-pooling with stride 2, the whole gradient to each window's maximum. (candle
+/// 0.11.1's `max_pool2d` backward scales it by ¼: see `osips-kernels`.)
+pub fn max_pool2x2(xs: &Tensor) -> Result<Tensor> {
+    osips_kernels::max_pool2x2(xs)
 }

@@ -1,6 +1,8 @@
 //! Every kernel against candle's reference op: forward, input gradient and weight gradient
 //! (through `Var` + `backward()`), on random and on network shapes.
 
+mod channel;
+
 use candle_core::{DType, Device, Result, Tensor, Var};
 use osips_kernels::{
     conv2d, conv2d_input_grad, conv2d_weight_grad, upsample2x_conv2d, upsample2x_conv2d_input_grad,

@@ -1,0 +1,72 @@
+//! `cargo bench -p trainer --bench train` (or `cargo xtask bench train`): one full training
+//! iteration of a preset — both processes, every phase (D, I/C, A+G), the four Adam steps
+//! and the EMA — timed over many iterations after a warm-up, in image pairs per second.
+//!
+//! The batches are prepared before the clock starts, so this measures the trainer alone
+//! (the data pipeline has its own bench). An iteration handles `2 × batch` pairs: one
+//! reconstruction batch and one transformation batch.
+//!
+//! Env: `OSIPS_PRESET=tiny|paper` (default tiny), `BENCH_ITERS` (default 20),
+//! `BENCH_WARMUP` (default 3), `BENCH_BATCH` (default 16), `RAYON_NUM_THREADS`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::Device;
+use osips_data::{Dataset, Loader, SamplerState};
+use osips_models::Preset;
+use trainer::{RunConfig, Trainer};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let preset = match std::env::var("OSIPS_PRESET").as_deref() {
+        Ok("paper") => Preset::Paper,
+        Ok("tiny") | Err(_) => Preset::Tiny,
+        Ok(other) => return Err(format!("OSIPS_PRESET={other}: use tiny or paper").into()),
+    };
+    let iters = env_or("BENCH_ITERS", 20).max(1);
+    let warmup = env_or("BENCH_WARMUP", 3);
+    let mut config = RunConfig::preset(preset);
+    config.data.batch_size = env_or("BENCH_BATCH", 16);
+    config.data.prefetch = 0;
+    let dataset = Arc::new(Dataset::open(&config.data)?);
+    config.model.n_identities = dataset.n_identities();
+    let mut loader = Loader::new(dataset, &config.data, SamplerState::start(0))?;
+    let batches = (0..(warmup + iters).min(8))
+        .map(|_| loader.next_batch().map(|(b, _)| b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut trainer = Trainer::new(config.clone(), &Device::Cpu)?;
+    for k in 0..warmup {
+        trainer.train_step(&batches[k % batches.len()])?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for k in 0..iters {
+        let t = Instant::now();
+        trainer.train_step(&batches[(warmup + k) % batches.len()])?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let pairs = 2.0 * config.data.batch_size as f64;
+    println!(
+        "| preset | batch | threads | iterations | median ms / iteration | mean ms | pairs / s (median) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {iters} | {:.1} | {:.1} | {:.2} |",
+        preset.name(),
+        config.data.batch_size,
+        rayon::current_num_threads(),
+        median * 1e3,
+        mean * 1e3,
+        pairs / median
+    );
+    Ok(())
+}
