@@ -198,6 +198,76 @@ fn sum_dot(gy: &Tensor, x: &Tensor, center: &[f32]) -> Result<(Vec<f32>, Vec<f32
     Ok((v, dots))
 }
 
+/// `gy` pulled back through the activation fused at the end of an op whose output is `y`.
+fn through_activation(act: Option<Activation>, y: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    let gy = gy.contiguous()?;
+    match act {
+        None => Ok(gy),
+        Some(act) => y
+            .contiguous()?
+            .apply_op2_no_bwd(&gy, &ActBwdFromOutputOp(act)),
+    }
+}
+
+/// `(y, gy) → gy · act′` with the slope read off the activation's output.
+struct ActBwdFromOutputOp(Activation);
+
+impl CustomOp2 for ActBwdFromOutputOp {
+    fn name(&self) -> &'static str {
+        "osips-activation-bwd-from-output"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("osips-kernels: activation gradient shape mismatch");
+        }
+        let y = f32_slice(s1, l1, "output")?;
+        let g = f32_slice(s2, l2, "gradient")?;
+        Ok((
+            CpuStorage::F32(pointwise::activation_bwd_from_output(self.0, y, g)),
+            l1.shape().clone(),
+        ))
+    }
+}
+
+/// An activation fused at the end of a normalisation, for
+/// [`batch_norm_train_act`] and [`channel_scale_shift_act`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FusedActivation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `max(x, slope·x)` with `0 ≤ slope < 1`.
+    LeakyRelu(f64),
+}
+
+impl FusedActivation {
+    fn kernel(self) -> Option<Activation> {
+        match self {
+            // With slope 0 every negative input gives an output of 0, which would be read
+            // as a tie: it is a ReLU.
+            FusedActivation::Relu | FusedActivation::LeakyRelu(0.0) => Some(Activation::Relu),
+            FusedActivation::LeakyRelu(s) if (0.0..1.0).contains(&s) => {
+                Some(Activation::Leaky(s as f32))
+            }
+            FusedActivation::LeakyRelu(_) => None,
+        }
+    }
+
+    /// candle's own composition (the fallback and the tests' reference).
+    pub fn apply_reference(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            FusedActivation::Relu => x.relu(),
+            FusedActivation::LeakyRelu(s) => x.maximum(&(x * s)?),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------- BatchNorm ---
 
 /// The result of [`batch_norm_train`].
@@ -216,6 +286,7 @@ pub struct BatchNormTrain {
 struct BnTrainOp {
     mean: Vec<f32>,
     invstd: Vec<f32>,
+    act: Option<Activation>,
 }
 
 impl CustomOp3 for BnTrainOp {
@@ -237,7 +308,10 @@ impl CustomOp3 for BnTrainOp {
         let w = channel_vec(s2, l2, p.c, "weight")?;
         let b = channel_vec(s3, l3, p.c, "bias")?;
         let scale: Vec<f32> = w.iter().zip(&self.invstd).map(|(w, i)| w * i).collect();
-        let y = pointwise::normalize(p, x, &self.mean, &scale, b);
+        let mut y = pointwise::normalize(p, x, &self.mean, &scale, b);
+        if let Some(act) = self.act {
+            pointwise::activation_in_place(act, &mut y);
+        }
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -248,10 +322,10 @@ impl CustomOp3 for BnTrainOp {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let gy = gy.contiguous()?;
+        let gy = through_activation(self.act, y, gy)?;
         let p = planes_of(x.shape())?;
         let m = p.per_channel().max(1) as f32;
         let (sums, dots) = sum_dot(&gy, x, &self.mean)?;
@@ -322,8 +396,47 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<BatchNormTrain> {
+    bn_train(x, weight, bias, eps, None)
+}
+
+/// [`batch_norm_train`] followed by an activation, as one op: one node of the autograd
+/// graph instead of two, so one gradient buffer less to zero and accumulate. The gradient
+/// slope is read off the output (at an output of exactly 0, ReLU passes no gradient).
+pub fn batch_norm_train_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<BatchNormTrain> {
+    match act.kernel() {
+        Some(kernel) => bn_train(x, weight, bias, eps, Some((act, kernel))),
+        None => {
+            let out = batch_norm_train_reference(x, weight, bias, eps)?;
+            Ok(BatchNormTrain {
+                y: act.apply_reference(&out.y)?,
+                ..out
+            })
+        }
+    }
+}
+
+fn bn_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    act: Option<(FusedActivation, Activation)>,
+) -> Result<BatchNormTrain> {
     if !on_cpu_f32(&[x, weight, bias]) || x.rank() < 2 {
-        return batch_norm_train_reference(x, weight, bias, eps);
+        let out = batch_norm_train_reference(x, weight, bias, eps)?;
+        return match act {
+            None => Ok(out),
+            Some((act, _)) => Ok(BatchNormTrain {
+                y: act.apply_reference(&out.y)?,
+                ..out
+            }),
+        };
     }
     let x = x.contiguous()?;
     let c = x.dim(1)?;
@@ -340,6 +453,7 @@ pub fn batch_norm_train(
         BnTrainOp {
             mean: mean.clone(),
             invstd,
+            act: act.map(|(_, k)| k),
         },
     )?;
     Ok(BatchNormTrain {
@@ -377,8 +491,8 @@ pub fn batch_norm_train_reference(
 
 // ------------------------------------------------------------- per-channel affine ---
 
-/// `(x, scale, shift) → x·scale[c] + shift[c]`.
-struct ScaleShiftOp;
+/// `(x, scale, shift) → act(x·scale[c] + shift[c])`.
+struct ScaleShiftOp(Option<Activation>);
 
 impl CustomOp3 for ScaleShiftOp {
     fn name(&self) -> &'static str {
@@ -398,7 +512,10 @@ impl CustomOp3 for ScaleShiftOp {
         let x = f32_slice(s1, l1, "input")?;
         let a = channel_vec(s2, l2, p.c, "scale")?;
         let k = channel_vec(s3, l3, p.c, "shift")?;
-        let y = pointwise::channel_affine(p, x, &Affine { a, b: None, k });
+        let mut y = pointwise::channel_affine(p, x, &Affine { a, b: None, k });
+        if let Some(act) = self.0 {
+            pointwise::activation_in_place(act, &mut y);
+        }
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -407,10 +524,10 @@ impl CustomOp3 for ScaleShiftOp {
         x: &Tensor,
         scale: &Tensor,
         shift: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let gy = gy.contiguous()?;
+        let gy = through_activation(self.0, y, gy)?;
         let c = x.dim(1)?;
         let (sums, dots) = if scale.track_op() || shift.track_op() {
             sum_dot(&gy, x, &vec![0.0; c])?
@@ -449,8 +566,31 @@ pub fn channel_scale_shift(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result
             .broadcast_mul(&scale.reshape(bs.as_slice())?)?
             .broadcast_add(&shift.reshape(bs.as_slice())?);
     }
-    x.contiguous()?
-        .apply_op3(&scale.contiguous()?, &shift.contiguous()?, ScaleShiftOp)
+    x.contiguous()?.apply_op3(
+        &scale.contiguous()?,
+        &shift.contiguous()?,
+        ScaleShiftOp(None),
+    )
+}
+
+/// [`channel_scale_shift`] followed by an activation, as one op (eval-mode BatchNorm +
+/// activation); gradient conventions as [`batch_norm_train_act`].
+pub fn channel_scale_shift_act(
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    match act.kernel() {
+        Some(kernel) if on_cpu_f32(&[x, scale, shift]) && x.rank() >= 2 => {
+            x.contiguous()?.apply_op3(
+                &scale.contiguous()?,
+                &shift.contiguous()?,
+                ScaleShiftOp(Some(kernel)),
+            )
+        }
+        _ => act.apply_reference(&channel_scale_shift(x, scale, shift)?),
+    }
 }
 
 /// `(x, bias) → x + bias[c]`.

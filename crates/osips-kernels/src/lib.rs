@@ -31,8 +31,9 @@ mod subpixel;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 pub use channel::{
-    add_channel_bias, batch_norm_train, batch_norm_train_reference, channel_scale_shift,
-    leaky_relu, max_pool2x2, max_pool2x2_reference, relu, BatchNormTrain,
+    add_channel_bias, batch_norm_train, batch_norm_train_act, batch_norm_train_reference,
+    channel_scale_shift, channel_scale_shift_act, leaky_relu, max_pool2x2, max_pool2x2_reference,
+    relu, BatchNormTrain, FusedActivation,
 };
 pub use geom::Geom;
 

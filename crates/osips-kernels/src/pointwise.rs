@@ -283,6 +283,45 @@ pub fn activation_bwd(act: Activation, x: &[f32], g: &[f32]) -> Vec<f32> {
     out
 }
 
+/// `act(v)` in place.
+pub fn activation_in_place(act: Activation, v: &mut [f32]) {
+    let chunk = par_len(v.len());
+    v.par_chunks_mut(chunk).for_each(|v| {
+        for x in v {
+            *x = act.apply(*x);
+        }
+    });
+}
+
+/// The gradient through an activation computed from its *output* `y` (the sign of `y` is
+/// the sign of the input for both activations): `g·1` where `y > 0`, `g·slope` where
+/// `y < 0`; at `y = 0`, ReLU passes nothing and LeakyReLU the tie value `(1 + slope)/2`.
+pub fn activation_bwd_from_output(act: Activation, y: &[f32], g: &[f32]) -> Vec<f32> {
+    assert_eq!(y.len(), g.len());
+    let mut out = vec![0f32; y.len()];
+    let chunk = par_len(y.len());
+    let slope = move |y: f32| -> f32 {
+        match act {
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Leaky(_) => act.slope(y),
+        }
+    };
+    out.par_chunks_mut(chunk)
+        .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
+        .for_each(|(o, (y, g))| {
+            for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
+                *o = g * slope(*y);
+            }
+        });
+    out
+}
+
 /// `[N·C planes of h × w]` → `[… of h/2 × w/2]`, the max of each 2×2 window (a trailing odd
 /// row or column is dropped, as in candle and PyTorch).
 pub fn max_pool2_fwd(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f32> {

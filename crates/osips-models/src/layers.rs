@@ -8,7 +8,7 @@ use candle_nn::init::{FanInOut, Init, NonLinearity, NormalOrUniform};
 use candle_nn::VarBuilder;
 
 use crate::error::Result;
-use crate::ops;
+use crate::ops::{self, Activation};
 
 /// How to build a [`Conv2d`].
 #[derive(Debug, Clone, Copy)]
@@ -144,8 +144,23 @@ impl BatchNorm {
     /// # Shapes
     /// `[N, C]` or `[N, C, H, W]` → the same.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act_t(xs, train, None)
+    }
+
+    /// [`BatchNorm::forward_t`] followed by `act`, fused into one op on the CPU.
+    pub fn forward_act_t(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        act: Option<Activation>,
+    ) -> Result<Tensor> {
         if train {
-            let out = ops::batch_norm_train(xs, &self.weight, &self.bias, self.eps)?;
+            let out = match act {
+                None => ops::batch_norm_train(xs, &self.weight, &self.bias, self.eps)?,
+                Some(act) => {
+                    ops::batch_norm_train_act(xs, &self.weight, &self.bias, self.eps, act)?
+                }
+            };
             let count = xs.elem_count() / self.weight.dim(0)?;
             let m = self.momentum;
             // PyTorch's running variance uses the unbiased batch variance.
@@ -166,7 +181,10 @@ impl BatchNorm {
                 .recip()?
                 .mul(&self.weight)?;
             let shift = (&self.bias - self.running_mean.as_tensor().mul(&scale)?)?;
-            Ok(ops::channel_scale_shift(xs, &scale, &shift)?)
+            Ok(match act {
+                None => ops::channel_scale_shift(xs, &scale, &shift)?,
+                Some(act) => ops::channel_scale_shift_act(xs, &scale, &shift, act)?,
+            })
         }
     }
 }

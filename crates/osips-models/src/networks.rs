@@ -8,6 +8,7 @@ use candle_nn::VarBuilder;
 use crate::config::{DiscriminatorConfig, GeneratorConfig, ModelConfig, TrunkConfig};
 use crate::error::{ModelError, Result};
 use crate::layers::{flatten, leaky_relu, max_pool2x2, relu, BatchNorm, Conv2d, ConvSpec, Linear};
+use crate::ops::Activation;
 
 /// Check that `xs` is `[N, channels, size, size]` with N ≥ 1.
 fn check_image(
@@ -71,7 +72,8 @@ impl ConvBnRelu {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        relu(&self.bn.forward_t(&self.conv.forward(xs)?, train)?)
+        self.bn
+            .forward_act_t(&self.conv.forward(xs)?, train, Some(Activation::Relu))
     }
 }
 
@@ -373,10 +375,12 @@ impl Generator {
             .input
             .forward(&code)?
             .reshape((n, self.base_channels, 4, 4))?;
-        let mut xs = relu(&self.input_bn.forward_t(&xs, train)?)?;
+        let mut xs = self
+            .input_bn
+            .forward_act_t(&xs, train, Some(Activation::Relu))?;
         for stage in &self.stages {
             xs = stage.conv.forward_upsample2x(&xs)?;
-            xs = relu(&stage.bn.forward_t(&xs, train)?)?;
+            xs = stage.bn.forward_act_t(&xs, train, Some(Activation::Relu))?;
         }
         Ok(self.to_rgb.forward(&xs)?.tanh()?)
     }
@@ -461,10 +465,10 @@ impl Discriminator {
         let mut xs = xs.clone();
         for layer in &self.layers {
             xs = layer.conv.forward(&xs)?;
-            if let Some(bn) = &layer.bn {
-                xs = bn.forward_t(&xs, train)?;
-            }
-            xs = leaky_relu(&xs, 0.2)?;
+            xs = match &layer.bn {
+                Some(bn) => bn.forward_act_t(&xs, train, Some(Activation::LeakyRelu(0.2)))?,
+                None => leaky_relu(&xs, 0.2)?,
+            };
         }
         let logit = self.head.forward(&flatten(&xs)?)?.squeeze(1)?;
         Ok(DiscriminatorOutput {

@@ -8,7 +8,7 @@
 //! meaning.
 
 use candle_core::{Result, Tensor};
-pub use osips_kernels::BatchNormTrain;
+pub use osips_kernels::{BatchNormTrain, FusedActivation as Activation};
 
 /// `conv2d(xs, w)` without bias: `[N, C_in, H, W]` × `[C_out, C_in, K, K]`.
 pub fn conv2d(xs: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -35,6 +35,27 @@ pub fn batch_norm_train(
     eps: f64,
 ) -> Result<BatchNormTrain> {
     osips_kernels::batch_norm_train(xs, weight, bias, eps)
+}
+
+/// [`batch_norm_train`] then `act`, as one op.
+pub fn batch_norm_train_act(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    act: Activation,
+) -> Result<BatchNormTrain> {
+    osips_kernels::batch_norm_train_act(xs, weight, bias, eps, act)
+}
+
+/// [`channel_scale_shift`] then `act`, as one op.
+pub fn channel_scale_shift_act(
+    xs: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
+    osips_kernels::channel_scale_shift_act(xs, scale, shift, act)
 }
 
 /// `xs · scale[c] + shift[c]` over dim 1: eval-mode batch normalisation.

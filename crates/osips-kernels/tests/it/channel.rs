@@ -4,8 +4,9 @@
 
 use candle_core::{Device, Result, Tensor, Var};
 use osips_kernels::{
-    add_channel_bias, batch_norm_train, batch_norm_train_reference, channel_scale_shift,
-    leaky_relu, max_pool2x2, max_pool2x2_reference, relu,
+    add_channel_bias, batch_norm_train, batch_norm_train_act, batch_norm_train_reference,
+    channel_scale_shift, channel_scale_shift_act, leaky_relu, max_pool2x2, max_pool2x2_reference,
+    relu, FusedActivation,
 };
 
 use super::{assert_close, Lcg};
@@ -16,6 +17,25 @@ fn random_dims(rng: &mut Lcg, rank: usize) -> Vec<usize> {
         dims.push(rng.range(1, 9));
     }
     dims
+}
+
+/// Like `assert_close`, but relative to at least `floor`: the input gradient of BatchNorm
+/// sums three terms that cancel exactly when a channel has one or two values, leaving only
+/// rounding noise to compare, so it is compared at the scale of `gy·w/σ` (about 1 here).
+fn assert_close_floor(what: &str, a: &Tensor, b: &Tensor, floor: f32) -> Result<()> {
+    let a = a.flatten_all()?.to_vec1::<f32>()?;
+    let b = b.flatten_all()?.to_vec1::<f32>()?;
+    assert_eq!(a.len(), b.len(), "{what}: length mismatch");
+    let scale = b.iter().fold(floor, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        diff / scale <= 1e-4,
+        "{what}: error {diff:e} at scale {scale:e}"
+    );
+    Ok(())
 }
 
 fn grad(store: &candle_core::backprop::GradStore, v: &Var, what: &str) -> Result<Tensor> {
@@ -48,8 +68,7 @@ fn batch_norm_train_matches_candle_forward_and_gradients() -> Result<()> {
         let g_ref = (&refr.y * &gy)?.sum_all()?.backward()?;
         for (v, what) in [(&x, "x"), (&w, "weight"), (&b, "bias")] {
             let (a, r) = (grad(&g_ours, v, what)?, grad(&g_ref, v, what)?);
-            // dx of BN sums three terms that nearly cancel: compare at the scale of gy·w/σ.
-            assert_close(&format!("bn d{what} {ctx}"), &a, &r)?;
+            assert_close_floor(&format!("bn d{what} {ctx}"), &a, &r, 1.0)?;
         }
     }
     Ok(())
@@ -188,5 +207,62 @@ fn candle_max_pool2d_backward_scales_the_gradient_by_a_quarter() -> Result<()> {
     let sum = |t: Tensor| -> Result<f32> { t.sum_all()?.to_scalar::<f32>() };
     assert_eq!(sum(grad(&ours, &x, "x")?)?, 4.0);
     assert_eq!(sum(grad(&candle, &x, "x")?)?, 1.0);
+    Ok(())
+}
+
+#[test]
+fn fused_normalisation_and_activation_match_the_composition() -> Result<()> {
+    let dev = Device::Cpu;
+    for seed in 0..30u64 {
+        let mut rng = Lcg(seed * 613 + 9);
+        let rank = if seed % 5 == 0 { 2 } else { 4 };
+        let dims = random_dims(&mut rng, rank);
+        let c = dims[1];
+        let act = match seed % 3 {
+            0 => FusedActivation::Relu,
+            1 => FusedActivation::LeakyRelu(0.2),
+            _ => FusedActivation::LeakyRelu(0.0),
+        };
+        let x = Var::randn(0.3f32, 1.5, dims.as_slice(), &dev)?;
+        let w = Var::randn(1f32, 0.3, c, &dev)?;
+        let b = Var::randn(0f32, 0.3, c, &dev)?;
+        let gy = Tensor::randn(0f32, 1., dims.as_slice(), &dev)?;
+        let ctx = format!("{act:?} dims {dims:?} seed {seed}");
+
+        // train mode
+        let ours = batch_norm_train_act(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5, act)?;
+        let refr = batch_norm_train_reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5)?;
+        let refy = act.apply_reference(&refr.y)?;
+        assert_close(&format!("bn+act y {ctx}"), &ours.y, &refy)?;
+        assert_close(&format!("bn+act mean {ctx}"), &ours.mean, &refr.mean)?;
+        let g_ours = (&ours.y * &gy)?.sum_all()?.backward()?;
+        let g_ref = (&refy * &gy)?.sum_all()?.backward()?;
+        for (v, what) in [(&x, "x"), (&w, "weight"), (&b, "bias")] {
+            assert_close_floor(
+                &format!("bn+act d{what} {ctx}"),
+                &grad(&g_ours, v, what)?,
+                &grad(&g_ref, v, what)?,
+                1.0,
+            )?;
+        }
+
+        // eval mode: scale and shift per channel
+        let ours = channel_scale_shift_act(x.as_tensor(), w.as_tensor(), b.as_tensor(), act)?;
+        let refy = act.apply_reference(&channel_scale_shift(
+            x.as_tensor(),
+            w.as_tensor(),
+            b.as_tensor(),
+        )?)?;
+        assert_close(&format!("scale-shift+act y {ctx}"), &ours, &refy)?;
+        let g_ours = (&ours * &gy)?.sum_all()?.backward()?;
+        let g_ref = (&refy * &gy)?.sum_all()?.backward()?;
+        for (v, what) in [(&x, "x"), (&w, "scale"), (&b, "shift")] {
+            assert_close(
+                &format!("scale-shift+act d{what} {ctx}"),
+                &grad(&g_ours, v, what)?,
+                &grad(&g_ref, v, what)?,
+            )?;
+        }
+    }
     Ok(())
 }
