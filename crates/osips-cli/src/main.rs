@@ -52,6 +52,7 @@ enum Inspect {
 }
 
 fn main() -> ExitCode {
+    trainer::configure_cpu_threads();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train(&args),

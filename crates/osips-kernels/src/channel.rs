@@ -203,36 +203,13 @@ fn through_activation(act: Option<Activation>, y: &Tensor, gy: &Tensor) -> Resul
     let gy = gy.contiguous()?;
     match act {
         None => Ok(gy),
-        Some(act) => y
-            .contiguous()?
-            .apply_op2_no_bwd(&gy, &ActBwdFromOutputOp(act)),
-    }
-}
-
-/// `(y, gy) → gy · act′` with the slope read off the activation's output.
-struct ActBwdFromOutputOp(Activation);
-
-impl CustomOp2 for ActBwdFromOutputOp {
-    fn name(&self) -> &'static str {
-        "osips-activation-bwd-from-output"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("osips-kernels: activation gradient shape mismatch");
-        }
-        let y = f32_slice(s1, l1, "output")?;
-        let g = f32_slice(s2, l2, "gradient")?;
-        Ok((
-            CpuStorage::F32(pointwise::activation_bwd_from_output(self.0, y, g)),
-            l1.shape().clone(),
-        ))
+        Some(act) => y.contiguous()?.apply_op2_no_bwd(
+            &gy,
+            &ActBwdOp {
+                act,
+                from_output: true,
+            },
+        ),
     }
 }
 
@@ -668,13 +645,22 @@ impl CustomOp1 for ActOp {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            x.apply_op2_no_bwd(&gy.contiguous()?, &ActBwdOp(self.0))?,
-        ))
+        Ok(Some(x.apply_op2_no_bwd(
+            &gy.contiguous()?,
+            &ActBwdOp {
+                act: self.0,
+                from_output: false,
+            },
+        )?))
     }
 }
 
-struct ActBwdOp(Activation);
+/// `(v, gy) → gy · act′`, with `v` the activation's input, or its output when
+/// `from_output` (for activations fused into another op, whose input is not kept).
+struct ActBwdOp {
+    act: Activation,
+    from_output: bool,
+}
 
 impl CustomOp2 for ActBwdOp {
     fn name(&self) -> &'static str {
@@ -691,12 +677,14 @@ impl CustomOp2 for ActBwdOp {
         if l1.shape() != l2.shape() {
             candle_core::bail!("osips-kernels: activation gradient shape mismatch");
         }
-        let x = f32_slice(s1, l1, "input")?;
+        let v = f32_slice(s1, l1, "activation input or output")?;
         let g = f32_slice(s2, l2, "gradient")?;
-        Ok((
-            CpuStorage::F32(pointwise::activation_bwd(self.0, x, g)),
-            l1.shape().clone(),
-        ))
+        let dx = if self.from_output {
+            pointwise::activation_bwd_from_output(self.act, v, g)
+        } else {
+            pointwise::activation_bwd(self.act, v, g)
+        };
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
 

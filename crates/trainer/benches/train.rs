@@ -25,6 +25,8 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the trainer binary does.
+    trainer::configure_cpu_threads();
     let preset = match std::env::var("OSIPS_PRESET").as_deref() {
         Ok("paper") => Preset::Paper,
         Ok("tiny") | Err(_) => Preset::Tiny,
@@ -66,6 +68,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rayon::current_num_threads(),
         median * 1e3,
         mean * 1e3,
+        pairs / median
+    );
+    // For `cargo xtask bench train --vs-pytorch`, the same line as bench/pytorch prints.
+    println!(
+        "RESULT median_ms={:.3} pairs_per_s={:.3}",
+        median * 1e3,
         pairs / median
     );
     Ok(())

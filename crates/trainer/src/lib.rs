@@ -27,6 +27,23 @@ pub use eval::{evaluate, EvalReport};
 pub use run::{run, RunOptions, RunSummary, TrainState};
 pub use trainer::{StepStats, Trainer};
 
+/// Call first thing in `main`, before any thread exists: unless the user set
+/// `CANDLE_NUM_THREADS`, candle's elementwise ops run on the calling thread.
+///
+/// candle 0.11.1 spreads large elementwise ops (the gradient accumulation of every
+/// backward pass, Adam's updates) over its own spinning thread pool, next to rayon's
+/// workers that our kernels keep busy. On two cores they fight: a full `tiny` iteration ran
+/// 11 % faster with `CANDLE_NUM_THREADS=1` (1279/1186/1231 ms against 1379/1310/1404 ms,
+/// alternating, `cargo bench -p trainer --bench train`). Matmuls and our kernels still use
+/// every core.
+pub fn configure_cpu_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Sound: called before any other thread is started, so nothing reads the
+        // environment concurrently.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 /// The Hugging Face cache directory: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 /// `~/.cache/huggingface/hub` (the layout of `huggingface_hub` and `hf-hub`).
 pub fn hf_cache_dir() -> Option<PathBuf> {

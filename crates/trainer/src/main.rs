@@ -13,6 +13,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    trainer::configure_cpu_threads();
     let cli = Cli::parse();
     match train(&cli.args) {
         Ok(()) => ExitCode::SUCCESS,

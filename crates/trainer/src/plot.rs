@@ -36,7 +36,7 @@ fn font_available() -> bool {
 }
 
 /// The panels drawn: (title, stat keys).
-const PANELS: [(&str, &[&str]); 6] = [
+pub const PANELS: [(&str, &[&str]); 6] = [
     ("L_D", &["loss/recon/d", "loss/trans/d"]),
     ("L_I", &["loss/recon/i", "loss/trans/i"]),
     ("L_GR", &["loss/recon/gr", "loss/trans/gr"]),
@@ -66,19 +66,82 @@ pub fn read_stats(path: &Path) -> Result<BTreeMap<String, Vec<(f64, f64)>>> {
     Ok(series)
 }
 
-/// Draw the six loss panels (reconstruction and transformation process) into a PNG.
+/// One line of a panel: a label and its (step, value) points.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One chart of a figure: a title and its lines. A line of a single point is drawn as a
+/// dot (e.g. an evaluation at the end of a run).
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub title: String,
+    pub lines: Vec<Line>,
+}
+
+/// The colours of successive lines.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// Draw the six loss panels (reconstruction and transformation process) of one run's
+/// `stats.jsonl` into a PNG.
 pub fn plot_stats(stats: &Path, out: &Path) -> Result<()> {
     let series = read_stats(stats)?;
+    let panels: Vec<Panel> = PANELS
+        .iter()
+        .map(|(title, keys)| Panel {
+            title: (*title).to_string(),
+            lines: keys
+                .iter()
+                .zip(["reconstruction", "transformation"])
+                .filter_map(|(key, label)| {
+                    series.get(*key).map(|points| Line {
+                        label: label.to_string(),
+                        points: points.clone(),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    draw_panels(&panels, 3, out)
+}
+
+/// Draw `panels` in a grid of `columns` columns into a PNG (400×350 pixels a panel).
+pub fn draw_panels(panels: &[Panel], columns: usize, out: &Path) -> Result<()> {
     let with_text = font_available();
     let err = |e: &dyn std::fmt::Display| TrainError::file(out, e);
-    let root = BitMapBackend::new(out, (1200, 700)).into_drawing_area();
+    let columns = columns.max(1);
+    let rows = panels.len().div_ceil(columns).max(1);
+    let root =
+        BitMapBackend::new(out, (400 * columns as u32, 350 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let panels = root.split_evenly((2, 3));
-    for (area, (title, keys)) in panels.iter().zip(PANELS) {
-        let points: Vec<&Vec<(f64, f64)>> = keys.iter().filter_map(|k| series.get(*k)).collect();
-        let all = points.iter().flat_map(|p| p.iter());
+    let areas = root.split_evenly((rows, columns));
+    for (area, panel) in areas.iter().zip(panels) {
+        let finite = |l: &Line| -> Vec<(f64, f64)> {
+            l.points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect()
+        };
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in all.filter(|(_, y)| y.is_finite()) {
+        for &(x, y) in panel
+            .lines
+            .iter()
+            .flat_map(finite)
+            .collect::<Vec<_>>()
+            .iter()
+        {
             x0 = x0.min(x);
             x1 = x1.max(x);
             y0 = y0.min(y);
@@ -93,11 +156,13 @@ pub fn plot_stats(stats: &Path, out: &Path) -> Result<()> {
         if y1 <= y0 {
             y1 = y0 + 1.0;
         }
+        let pad = 0.05 * (y1 - y0);
+        let (y0, y1) = (y0 - pad, y1 + pad);
         let mut builder = ChartBuilder::on(area);
         builder.margin(8);
         if with_text {
             builder
-                .caption(title, ("sans-serif", 18))
+                .caption(&panel.title, ("sans-serif", 18))
                 .x_label_area_size(24)
                 .y_label_area_size(48);
         }
@@ -111,28 +176,25 @@ pub fn plot_stats(stats: &Path, out: &Path) -> Result<()> {
                 .draw()
                 .map_err(|e| err(&e))?;
         }
-        for (i, key) in keys.iter().enumerate() {
-            if let Some(points) = series.get(*key) {
-                let color = if i == 0 { BLUE } else { RED };
-                let drawn = chart
-                    .draw_series(LineSeries::new(
-                        points.iter().copied().filter(|(_, y)| y.is_finite()),
-                        color.stroke_width(2),
-                    ))
-                    .map_err(|e| err(&e))?;
-                if with_text {
-                    let label = if i == 0 {
-                        "reconstruction"
-                    } else {
-                        "transformation"
-                    };
-                    drawn
-                        .label(label)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-                }
+        for (i, line) in panel.lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let points = finite(line);
+            let drawn = if points.len() == 1 {
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))
+                    .map_err(|e| err(&e))?
+            } else {
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(|e| err(&e))?
+            };
+            if with_text {
+                drawn
+                    .label(line.label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
             }
         }
-        if with_text {
+        if with_text && !panel.lines.is_empty() {
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
