@@ -1,8 +1,10 @@
 //! `osips`: the command-line front end of OSIPS.
 //!
-//! Today it trains (`osips train`, the same flags as `cargo run -p trainer`) and describes
-//! data sources (`osips inspect data KIND:PATH`). Inference subcommands (swap, sample,
-//! morph, frontalize, detect, eval) come with the inference API (issue 5).
+//! It trains (`osips train`, the same flags as `cargo run -p trainer`), swaps faces and
+//! samples new faces of an identity with a trained checkpoint (`osips swap`, `osips
+//! sample`), and describes data sources (`osips inspect data KIND:PATH`).
+
+mod infer;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,14 @@ enum Command {
     /// With no flags: the tiny preset on synthetic faces for 20 minutes, then an
     /// evaluation on 200 identities never seen in training.
     Train(TrainArgs),
+    /// Put the identity of one face on the pose, expression, light and background of
+    /// another.
+    ///
+    /// IDENTITY and ATTRIBUTE are image files or folders of them; with folders the output
+    /// is a grid: identities as rows, attributes as columns, the inputs along the edges.
+    Swap(infer::SwapArgs),
+    /// Synthesize new faces of a person, with random attributes (open-set synthesis).
+    Sample(infer::SampleArgs),
     /// Describe something.
     #[command(subcommand)]
     Inspect(Inspect),
@@ -56,6 +66,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train(&args),
+        Command::Swap(args) => infer::swap(&args),
+        Command::Sample(args) => infer::sample(&args),
         Command::Inspect(Inspect::Data {
             source,
             unlabeled,

@@ -4,7 +4,7 @@
 //! CVPR 2018): the identity network ([`IdentityNet`], the paper's I and C with one set of
 //! weights), the attribute encoder ([`AttributeEncoder`], A), the generator
 //! ([`Generator`], G) and the discriminator ([`Discriminator`], D); their configs and
-//! presets; the checkpoint format.
+//! presets; the checkpoint format; and [`Synthesizer`], inference from a checkpoint.
 //!
 //! Tensors are NCHW, f32, RGB, in [-1, 1]. This crate depends on no data, loss, trainer or
 //! CLI crate: adding it alone is enough to run a trained model.
@@ -15,6 +15,7 @@ pub mod error;
 pub mod layers;
 pub mod networks;
 pub mod ops;
+pub mod synthesizer;
 pub mod vars;
 pub mod vgg;
 
@@ -27,4 +28,5 @@ pub use networks::{
     AttributeEncoder, AttributePosterior, Discriminator, DiscriminatorOutput, Generator,
     IdentityNet, IdentityOutput, VggTrunk,
 };
+pub use synthesizer::Synthesizer;
 pub use vars::{seeded_normal, ParamSet};

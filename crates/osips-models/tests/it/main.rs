@@ -6,4 +6,5 @@ mod testutil;
 mod checkpoint;
 mod forward;
 mod names;
+mod synthesizer;
 mod vgg_import;

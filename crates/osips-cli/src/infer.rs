@@ -1,0 +1,229 @@
+//! `osips swap` and `osips sample`: a checkpoint and ordinary image files in, a PNG out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use osips_data::{chw_to_image, image_to_chw, load_face};
+use osips_models::Synthesizer;
+
+/// Which checkpoint to use.
+#[derive(clap::Args, Debug)]
+pub struct CheckpointArg {
+    /// A checkpoint directory (`…/checkpoints/step-NNNNNNNN`), or a run directory (its
+    /// newest checkpoint is used).
+    #[arg(long, short = 'c', value_name = "DIR")]
+    pub checkpoint: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SwapArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    /// Whose face: an image, or a folder of images.
+    pub identity: PathBuf,
+    /// Pose, expression, light, background: an image, or a folder of images.
+    pub attribute: PathBuf,
+    /// The PNG to write.
+    #[arg(long, short = 'o', default_value = "swap.png")]
+    pub output: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    /// Whose face: an image.
+    pub identity: PathBuf,
+    /// How many faces.
+    #[arg(long, short = 'n', default_value_t = 8)]
+    pub count: usize,
+    /// Seed of the random attribute vectors.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The PNG to write (a strip: the input, then the samples).
+    #[arg(long, short = 'o', default_value = "samples.png")]
+    pub output: PathBuf,
+}
+
+/// The checkpoint directory `path` names: itself, or a run directory's newest checkpoint.
+fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
+    if path.join("state.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if path.join("checkpoints").is_dir() {
+        let newest = trainer::run::list_checkpoints(&path.join("checkpoints"))?
+            .pop()
+            .with_context(|| format!("{}: the run has no complete checkpoint", path.display()))?;
+        return Ok(newest.1);
+    }
+    if !path.exists() {
+        bail!("{}: no such checkpoint or run directory", path.display());
+    }
+    bail!(
+        "{}: neither a checkpoint (no state.json) nor a run directory (no checkpoints/)",
+        path.display()
+    )
+}
+
+fn load_model(arg: &CheckpointArg) -> Result<Synthesizer> {
+    let dir = resolve_checkpoint(&arg.checkpoint)?;
+    Synthesizer::load(&dir).with_context(|| format!("cannot load the checkpoint {}", dir.display()))
+}
+
+/// Image files of a folder (sorted), or the one file.
+fn image_paths(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        bail!("{}: no such file or folder", path.display());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot read the folder {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && image::ImageFormat::from_path(p).is_ok())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: the folder holds no image files", path.display());
+    }
+    Ok(files)
+}
+
+/// Faces as a `[N, 3, S, S]` tensor in [-1, 1]: EXIF orientation applied, non-square
+/// photos centre-cropped (with a warning), resized to the model's size.
+fn load_faces(paths: &[PathBuf], size: usize) -> Result<(Tensor, Vec<RgbImage>)> {
+    let mut data = Vec::with_capacity(paths.len() * 3 * size * size);
+    let mut shown = Vec::with_capacity(paths.len());
+    for path in paths {
+        let face = load_face(path, size as u32)
+            .with_context(|| format!("cannot use {}", path.display()))?;
+        if face.was_cropped() {
+            let (w, h) = face.original_size;
+            eprintln!(
+                "warning: {} is {w}×{h}, not square: centre-cropped to {s}×{s} and resized to {size}×{size}; align faces first for good results",
+                path.display(),
+                s = w.min(h)
+            );
+        }
+        data.extend(image_to_chw(&face.image));
+        shown.push(face.image);
+    }
+    let tensor = Tensor::from_vec(data, (paths.len(), 3, size, size), &Device::Cpu)?;
+    Ok((tensor, shown))
+}
+
+/// The images of an `[N, 3, S, S]` tensor.
+fn to_images(batch: &Tensor) -> Result<Vec<RgbImage>> {
+    let (n, _, s, _) = batch.dims4()?;
+    let values = batch.flatten_all()?.to_vec1::<f32>()?;
+    let per = 3 * s * s;
+    Ok((0..n)
+        .map(|i| chw_to_image(&values[i * per..(i + 1) * per], s as u32))
+        .collect())
+}
+
+/// A grid of equally sized tiles, row by row; `None` is a blank tile.
+fn grid(tiles: &[Vec<Option<&RgbImage>>], size: u32) -> RgbImage {
+    let rows = tiles.len() as u32;
+    let cols = tiles.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let mut out = RgbImage::from_pixel(cols * size, rows * size, image::Rgb([255, 255, 255]));
+    for (r, row) in tiles.iter().enumerate() {
+        for (c, tile) in row.iter().enumerate() {
+            if let Some(tile) = tile {
+                image::imageops::replace(
+                    &mut out,
+                    *tile,
+                    i64::from(c as u32 * size),
+                    i64::from(r as u32 * size),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Write a PNG through a temporary file in the same folder, so that a failure never leaves
+/// a partial output behind.
+fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file name", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let result = image
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .with_context(|| format!("cannot write {}", path.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn swap(args: &SwapArgs) -> Result<()> {
+    let identities = image_paths(&args.identity)?;
+    let attributes = image_paths(&args.attribute)?;
+    let model = load_model(&args.checkpoint)?;
+    let s = model.image_size();
+    let (who, who_shown) = load_faces(&identities, s)?;
+    let (how, how_shown) = load_faces(&attributes, s)?;
+    let (n_id, n_attr) = (identities.len(), attributes.len());
+    // Every identity with every attribute: identity-major pairs.
+    let who_pairs =
+        who.unsqueeze(1)?
+            .repeat((1, n_attr, 1, 1, 1))?
+            .reshape((n_id * n_attr, 3, s, s))?;
+    let how_pairs = Tensor::cat(&vec![how; n_id], 0)?;
+    let swapped = to_images(&model.swap(&who_pairs, &how_pairs)?)?;
+    let image = if n_id == 1 && n_attr == 1 {
+        swapped[0].clone()
+    } else {
+        let mut rows = vec![std::iter::once(None)
+            .chain(how_shown.iter().map(Some))
+            .collect::<Vec<_>>()];
+        for (i, face) in who_shown.iter().enumerate() {
+            let mut row = vec![Some(face)];
+            row.extend(swapped[i * n_attr..(i + 1) * n_attr].iter().map(Some));
+            rows.push(row);
+        }
+        grid(&rows, s as u32)
+    };
+    write_png(&image, &args.output)?;
+    println!(
+        "wrote {} ({n_id} identit{} × {n_attr} attribute image{}, checkpoint step {})",
+        args.output.display(),
+        if n_id == 1 { "y" } else { "ies" },
+        if n_attr == 1 { "" } else { "s" },
+        model.step()
+    );
+    Ok(())
+}
+
+pub fn sample(args: &SampleArgs) -> Result<()> {
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if !args.identity.is_file() {
+        bail!("{}: no such image file", args.identity.display());
+    }
+    let model = load_model(&args.checkpoint)?;
+    let s = model.image_size();
+    let (who, shown) = load_faces(std::slice::from_ref(&args.identity), s)?;
+    let samples = to_images(&model.sample(&who, args.count, args.seed)?)?;
+    let row: Vec<Option<&RgbImage>> = std::iter::once(Some(&shown[0]))
+        .chain(samples.iter().map(Some))
+        .collect();
+    write_png(&grid(&[row], s as u32), &args.output)?;
+    println!(
+        "wrote {} (the input, then {} samples with seed {}; checkpoint step {})",
+        args.output.display(),
+        args.count,
+        args.seed,
+        model.step()
+    );
+    Ok(())
+}
