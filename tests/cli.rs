@@ -39,7 +39,15 @@ fn run_dir() -> &'static Path {
     &RUN.get_or_init(|| {
         let root = tempfile::tempdir().unwrap();
         let out = osips()
-            .args(["train", "--steps", "2", "--no-eval", "--quiet", "--batch-size", "4"])
+            .args([
+                "train",
+                "--steps",
+                "2",
+                "--no-eval",
+                "--quiet",
+                "--batch-size",
+                "4",
+            ])
             .args(["--data", "synthetic:20", "--name", "cli"])
             .arg("--runs-dir")
             .arg(root.path())
@@ -66,10 +74,17 @@ fn png_size(path: &Path) -> (u32, u32) {
 fn assert_clear_error(out: &Output, needle: &str) {
     assert!(!out.status.success(), "{}", text(out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("warning:")).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("warning:"))
+        .collect();
     assert_eq!(lines.len(), 1, "one line: {}", text(out));
     assert!(lines[0].starts_with("error: "), "{}", text(out));
-    assert!(lines[0].contains(needle), "wanted `{needle}`: {}", text(out));
+    assert!(
+        lines[0].contains(needle),
+        "wanted `{needle}`: {}",
+        text(out)
+    );
     assert!(!stderr.contains("panicked"), "{}", text(out));
 }
 
@@ -194,4 +209,163 @@ fn bad_inputs_are_one_clear_line_and_leave_no_output() {
         .filter(|n| n.ends_with(".tmp") || n.ends_with(".png"))
         .collect();
     assert!(leftovers.is_empty(), "partial outputs left: {leftovers:?}");
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn morph_writes_a_strip_and_a_gif() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strip = tmp.path().join("morph.png");
+    run_ok(
+        osips()
+            .arg("morph")
+            .arg("-c")
+            .arg(run_dir())
+            .arg(face("John_Salley"))
+            .arg(face("John_Simm"))
+            .arg(face("John_Savage"))
+            .args(["--steps", "5", "-o"])
+            .arg(&strip),
+    );
+    assert_eq!(png_size(&strip), (5 * 64, 64));
+    let gif = std::fs::read(tmp.path().join("morph.gif")).unwrap();
+    assert!(gif.starts_with(b"GIF89a"));
+    let frames = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(gif)).unwrap();
+    use image::AnimationDecoder;
+    // There and back: 5 + 3 frames.
+    assert_eq!(frames.into_frames().count(), 8);
+}
+
+#[test]
+fn frontalize_detect_eval_and_inspect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("frontal.png");
+    run_ok(
+        osips()
+            .arg("frontalize")
+            .arg("-c")
+            .arg(run_dir())
+            .arg(faces().join("John_Savage"))
+            .arg("--frontal")
+            .arg(face("John_Simm"))
+            .arg("-o")
+            .arg(&out),
+    );
+    assert_eq!(png_size(&out), (3 * 64, 2 * 64));
+
+    let report = run_ok(
+        osips()
+            .arg("detect")
+            .arg("-c")
+            .arg(run_dir())
+            .arg(faces().join("John_Simm"))
+            .arg("--calibrate")
+            .arg(faces().join("John_Savage")),
+    );
+    assert!(report.contains("threshold"), "{report}");
+    assert!(report.contains("of 3 images above the threshold"), "{report}");
+    let fixed = run_ok(
+        osips()
+            .arg("detect")
+            .arg("-c")
+            .arg(run_dir())
+            .arg(face("John_Simm"))
+            .arg("--threshold=-1"),
+    );
+    assert!(fixed.contains("SUSPECT"), "every distance is above -1: {fixed}");
+
+    let json = tmp.path().join("eval.json");
+    let eval = run_ok(
+        osips()
+            .arg("eval")
+            .arg("-c")
+            .arg(run_dir())
+            .args(["--identities", "11", "--json"])
+            .arg(&json),
+    );
+    assert!(eval.contains("swap PSNR"), "{eval}");
+    let numbers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(numbers["n_identities"], 11);
+    assert_eq!(numbers["step"], 2);
+
+    let info = run_ok(osips().args(["inspect", "checkpoint"]).arg(run_dir()));
+    assert!(info.contains("preset:         tiny"), "{info}");
+    assert!(info.contains("step:           2"), "{info}");
+    assert!(info.contains("identity"), "{info}");
+    let bad = osips()
+        .args(["inspect", "checkpoint"])
+        .arg(tmp.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_clear_error(&bad, "no such checkpoint");
+}
+
+/// `osips inspect data` as (images, identities).
+fn counts(source: &str) -> (usize, usize) {
+    let info = run_ok(osips().args(["inspect", "data", source]));
+    let field = |name: &str| -> usize {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("no `{name}` in {info}"))
+    };
+    (field("images:"), field("identities:"))
+}
+
+#[test]
+fn data_convert_round_trips_through_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = format!("folder:{}", faces().display());
+    let expected = counts(&folder);
+    assert_eq!(expected, (9, 3));
+    let tsv = tmp.path().join("faces.tsv");
+    let pack = tmp.path().join("pack");
+    let back = tmp.path().join("back");
+    run_ok(osips().args(["data", "convert", &folder]).arg(format!("tsv:{}", tsv.display())));
+    assert_eq!(counts(&format!("tsv:{}", tsv.display())), expected);
+    run_ok(
+        osips()
+            .args(["data", "convert"])
+            .arg(format!("tsv:{}", tsv.display()))
+            .arg(format!("recordio:{}", pack.display())),
+    );
+    let rec = format!("recordio:{}", pack.join("train.rec").display());
+    assert_eq!(counts(&rec), expected);
+    run_ok(
+        osips()
+            .args(["data", "convert", &rec])
+            .arg(format!("folder:{}", back.display())),
+    );
+    assert_eq!(counts(&format!("folder:{}", back.display())), expected);
+    // insightface packs carry numeric labels only, so the names come back as numbers; the
+    // TSV keeps them as MIDs.
+    let mut names: Vec<String> = std::fs::read_dir(&back)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["0000000", "0000001", "0000002"]);
+    let tsv_text = std::fs::read_to_string(&tsv).unwrap();
+    assert!(tsv_text.starts_with("John_Salley\t"), "{}", &tsv_text[..40]);
+
+    let again = osips()
+        .args(["data", "convert", &folder])
+        .arg(format!("folder:{}", back.display()))
+        .output()
+        .unwrap();
+    assert_clear_error(&again, "already exists");
+    let unknown = osips()
+        .args(["data", "convert", &folder])
+        .arg(format!("zip:{}", tmp.path().join("x").display()))
+        .output()
+        .unwrap();
+    assert_clear_error(&unknown, "unknown output kind");
+    assert!(!tmp.path().join("x").exists());
+    assert!(!tmp.path().join(".x.converting").exists());
 }

@@ -48,7 +48,7 @@ pub struct SampleArgs {
 }
 
 /// The checkpoint directory `path` names: itself, or a run directory's newest checkpoint.
-fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
+pub(crate) fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
     if path.join("state.json").is_file() {
         return Ok(path.to_path_buf());
     }
@@ -67,13 +67,13 @@ fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
     )
 }
 
-fn load_model(arg: &CheckpointArg) -> Result<Synthesizer> {
+pub(crate) fn load_model(arg: &CheckpointArg) -> Result<Synthesizer> {
     let dir = resolve_checkpoint(&arg.checkpoint)?;
     Synthesizer::load(&dir).with_context(|| format!("cannot load the checkpoint {}", dir.display()))
 }
 
 /// Image files of a folder (sorted), or the one file.
-fn image_paths(path: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn image_paths(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -94,7 +94,7 @@ fn image_paths(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// Faces as a `[N, 3, S, S]` tensor in [-1, 1]: EXIF orientation applied, non-square
 /// photos centre-cropped (with a warning), resized to the model's size.
-fn load_faces(paths: &[PathBuf], size: usize) -> Result<(Tensor, Vec<RgbImage>)> {
+pub(crate) fn load_faces(paths: &[PathBuf], size: usize) -> Result<(Tensor, Vec<RgbImage>)> {
     let mut data = Vec::with_capacity(paths.len() * 3 * size * size);
     let mut shown = Vec::with_capacity(paths.len());
     for path in paths {
@@ -116,7 +116,7 @@ fn load_faces(paths: &[PathBuf], size: usize) -> Result<(Tensor, Vec<RgbImage>)>
 }
 
 /// The images of an `[N, 3, S, S]` tensor.
-fn to_images(batch: &Tensor) -> Result<Vec<RgbImage>> {
+pub(crate) fn to_images(batch: &Tensor) -> Result<Vec<RgbImage>> {
     let (n, _, s, _) = batch.dims4()?;
     let values = batch.flatten_all()?.to_vec1::<f32>()?;
     let per = 3 * s * s;
@@ -126,7 +126,7 @@ fn to_images(batch: &Tensor) -> Result<Vec<RgbImage>> {
 }
 
 /// A grid of equally sized tiles, row by row; `None` is a blank tile.
-fn grid(tiles: &[Vec<Option<&RgbImage>>], size: u32) -> RgbImage {
+pub(crate) fn grid(tiles: &[Vec<Option<&RgbImage>>], size: u32) -> RgbImage {
     let rows = tiles.len() as u32;
     let cols = tiles.iter().map(Vec::len).max().unwrap_or(0) as u32;
     let mut out = RgbImage::from_pixel(cols * size, rows * size, image::Rgb([255, 255, 255]));
@@ -145,23 +145,37 @@ fn grid(tiles: &[Vec<Option<&RgbImage>>], size: u32) -> RgbImage {
     out
 }
 
-/// Write a PNG through a temporary file in the same folder, so that a failure never leaves
-/// a partial output behind.
-fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
+/// Write a file through a temporary file in the same folder and a rename, so that a
+/// failure never leaves a partial output behind.
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,
+) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{}: not a file name", path.display()))?;
     let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    let result = image
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .with_context(|| format!("cannot write {}", path.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-        });
+    let result = (|| -> Result<()> {
+        let file = std::fs::File::create(&tmp)?;
+        let mut writer = std::io::BufWriter::new(file);
+        write(&mut writer)?;
+        std::io::Write::flush(&mut writer)?;
+        drop(writer);
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })()
+    .with_context(|| format!("cannot write {}", path.display()));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+pub(crate) fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
+    write_atomic_with(path, |file| {
+        image.write_to(file, image::ImageFormat::Png)?;
+        Ok(())
+    })
 }
 
 pub fn swap(args: &SwapArgs) -> Result<()> {

@@ -2,9 +2,11 @@
 //!
 //! It trains (`osips train`, the same flags as `cargo run -p trainer`), swaps faces and
 //! samples new faces of an identity with a trained checkpoint (`osips swap`, `osips
-//! sample`), and describes data sources (`osips inspect data KIND:PATH`).
+//! sample`), morphs, frontalizes, detects adversarial faces, evaluates checkpoints,
+//! describes checkpoints and data sources, and converts between data formats.
 
 mod infer;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -39,13 +41,36 @@ enum Command {
     Swap(infer::SwapArgs),
     /// Synthesize new faces of a person, with random attributes (open-set synthesis).
     Sample(infer::SampleArgs),
+    /// Morph a face's attributes from one image's to another's: a strip PNG and a GIF.
+    Morph(tools::MorphArgs),
+    /// Put faces into the pose, expression and light of one frontal face.
+    Frontalize(tools::FrontalizeArgs),
+    /// Flag images whose identity does not survive reconstruction (the paper's check for
+    /// adversarial examples), with a threshold calibrated on real faces.
+    Detect(tools::DetectArgs),
+    /// Evaluate a checkpoint on synthetic identities never seen in training.
+    Eval(tools::EvalArgs),
+    /// Data sources: convert between formats.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Describe something.
     #[command(subcommand)]
     Inspect(Inspect),
 }
 
 #[derive(Subcommand)]
+enum DataCommand {
+    /// Convert a face source to a folder tree, an MS-Celeb-1M TSV or an insightface pack.
+    Convert(tools::ConvertArgs),
+}
+
+#[derive(Subcommand)]
 enum Inspect {
+    /// A checkpoint (or a run directory's newest): preset, step, parameter counts, config.
+    Checkpoint {
+        /// The checkpoint or run directory.
+        path: std::path::PathBuf,
+    },
     /// A data source: images, identities, and the bad records found while indexing it.
     Data {
         /// synthetic:N, folder:PATH (one sub-folder per identity), tsv:PATH (MS-Celeb-1M),
@@ -68,6 +93,12 @@ fn main() -> ExitCode {
         Command::Train(args) => train(&args),
         Command::Swap(args) => infer::swap(&args),
         Command::Sample(args) => infer::sample(&args),
+        Command::Morph(args) => tools::morph(&args),
+        Command::Frontalize(args) => tools::frontalize(&args),
+        Command::Detect(args) => tools::detect(&args),
+        Command::Eval(args) => tools::eval(&args),
+        Command::Data(DataCommand::Convert(args)) => tools::convert(&args),
+        Command::Inspect(Inspect::Checkpoint { path }) => tools::inspect_checkpoint(&path),
         Command::Inspect(Inspect::Data {
             source,
             unlabeled,

@@ -100,6 +100,21 @@ impl Synthesizer {
         &self.device
     }
 
+    /// The identity network (I and C).
+    pub fn identity_net(&self) -> &IdentityNet {
+        &self.identity
+    }
+
+    /// The attribute encoder (A).
+    pub fn attribute_net(&self) -> &AttributeEncoder {
+        &self.attribute
+    }
+
+    /// The generator (G, its moving average as trained).
+    pub fn generator_net(&self) -> &Generator {
+        &self.generator
+    }
+
     /// The identity vector f_I(x) (the projected output of the last pooling layer).
     ///
     /// # Shapes

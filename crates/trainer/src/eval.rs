@@ -12,10 +12,12 @@
 //!
 //! The generator is the EMA copy, all networks in eval mode, z = μ.
 
-use candle_core::{Tensor, D};
+use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use osips_data::synthetic::{attribute_seed, eval_identity_seed, render, Attributes, Identity};
 use osips_data::{image_to_chw, ImageBatch};
+use osips_models::synthesizer::cosine;
+use osips_models::{AttributeEncoder, Generator, IdentityNet, Synthesizer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -122,10 +124,52 @@ fn render_case(k: usize, n: usize, size: u32) -> Case {
     }
 }
 
+/// The networks an evaluation runs, all in eval mode.
+#[derive(Clone, Copy)]
+pub struct EvalNets<'a> {
+    pub identity: &'a IdentityNet,
+    pub attribute: &'a AttributeEncoder,
+    /// The generator to evaluate (the trainer's EMA copy).
+    pub generator: &'a Generator,
+    pub device: &'a Device,
+    /// Side of the model's square images.
+    pub image_size: usize,
+}
+
+impl<'a> EvalNets<'a> {
+    /// The networks of a trained checkpoint.
+    pub fn of_synthesizer(model: &'a Synthesizer) -> Self {
+        EvalNets {
+            identity: model.identity_net(),
+            attribute: model.attribute_net(),
+            generator: model.generator_net(),
+            device: model.device(),
+            image_size: model.image_size(),
+        }
+    }
+}
+
 /// Evaluate the trainer's networks (EMA generator) on `n` unseen synthetic identities.
 pub fn evaluate(trainer: &Trainer, n: usize, progress: bool) -> Result<EvalReport> {
+    let nets = EvalNets {
+        identity: &trainer.nets.identity,
+        attribute: &trainer.nets.attribute,
+        generator: &trainer.ema,
+        device: &trainer.device,
+        image_size: trainer.config.model.image_size,
+    };
+    evaluate_networks(nets, trainer.step, n, progress)
+}
+
+/// Evaluate `nets` on `n` unseen synthetic identities; `step` is recorded in the report.
+pub fn evaluate_networks(
+    nets: EvalNets<'_>,
+    step: u64,
+    n: usize,
+    progress: bool,
+) -> Result<EvalReport> {
     let n = n.max(CANDIDATES + 1);
-    let size = trainer.config.model.image_size as u32;
+    let size = nets.image_size as u32;
     let bar = if progress {
         let bar = ProgressBar::new(n as u64);
         if let Ok(style) =
@@ -153,18 +197,17 @@ pub fn evaluate(trainer: &Trainer, n: usize, progress: bool) -> Result<EvalRepor
                     n: cases.len(),
                     size: size as usize,
                 },
-                &trainer.device,
+                nets.device,
             )
         };
         let source = batch(&|c| &c.source)?;
         let attribute = batch(&|c| &c.attribute)?;
-        let nets = &trainer.nets;
         let id_source = nets.identity.forward_t(&source, false)?.identity;
         let id_attribute = nets.identity.forward_t(&attribute, false)?.identity;
         let z_attribute = nets.attribute.forward_t(&attribute, false)?.mean;
         let z_source = nets.attribute.forward_t(&source, false)?.mean;
-        let swapped = trainer.ema.forward_t(&id_source, &z_attribute, false)?;
-        let reconstructed = trainer.ema.forward_t(&id_source, &z_source, false)?;
+        let swapped = nets.generator.forward_t(&id_source, &z_attribute, false)?;
+        let reconstructed = nets.generator.forward_t(&id_source, &z_source, false)?;
         let id_swapped = nets.identity.forward_t(&swapped, false)?.identity;
         let cos_swap: Vec<f32> = cosine(&id_swapped, &id_source)?.to_vec1()?;
         let cos_base: Vec<f32> = cosine(&id_attribute, &id_source)?.to_vec1()?;
@@ -186,13 +229,7 @@ pub fn evaluate(trainer: &Trainer, n: usize, progress: bool) -> Result<EvalRepor
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
-    Ok(sums.report(n, trainer.step))
-}
-
-fn cosine(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let dot = (a * b)?.sum(D::Minus1)?;
-    let norms = (a.sqr()?.sum(D::Minus1)?.sqrt()? * b.sqr()?.sum(D::Minus1)?.sqrt()?)?;
-    Ok((dot / (norms + 1e-12)?)?)
+    Ok(sums.report(n, step))
 }
 
 #[derive(Default)]
