@@ -268,7 +268,10 @@ fn frontalize_detect_eval_and_inspect() {
             .arg(faces().join("John_Savage")),
     );
     assert!(report.contains("threshold"), "{report}");
-    assert!(report.contains("of 3 images above the threshold"), "{report}");
+    assert!(
+        report.contains("of 3 images above the threshold"),
+        "{report}"
+    );
     let fixed = run_ok(
         osips()
             .arg("detect")
@@ -277,7 +280,10 @@ fn frontalize_detect_eval_and_inspect() {
             .arg(face("John_Simm"))
             .arg("--threshold=-1"),
     );
-    assert!(fixed.contains("SUSPECT"), "every distance is above -1: {fixed}");
+    assert!(
+        fixed.contains("SUSPECT"),
+        "every distance is above -1: {fixed}"
+    );
 
     let json = tmp.path().join("eval.json");
     let eval = run_ok(
@@ -327,7 +333,11 @@ fn data_convert_round_trips_through_every_format() {
     let tsv = tmp.path().join("faces.tsv");
     let pack = tmp.path().join("pack");
     let back = tmp.path().join("back");
-    run_ok(osips().args(["data", "convert", &folder]).arg(format!("tsv:{}", tsv.display())));
+    run_ok(
+        osips()
+            .args(["data", "convert", &folder])
+            .arg(format!("tsv:{}", tsv.display())),
+    );
     assert_eq!(counts(&format!("tsv:{}", tsv.display())), expected);
     run_ok(
         osips()

@@ -178,6 +178,37 @@ pub(crate) fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
     })
 }
 
+/// Pairs per forward pass: bounded memory for folders of any size.
+const CHUNK: usize = 64;
+
+/// Run `f` over `0..n` in chunks of [`CHUNK`] with a progress bar when there is more
+/// than one, and collect the images.
+fn in_chunks(
+    n: usize,
+    what: &str,
+    f: impl Fn(usize, usize) -> Result<Tensor>,
+) -> Result<Vec<RgbImage>> {
+    let bar = if n > CHUNK {
+        let bar = indicatif::ProgressBar::new(n as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{what} [{{wide_bar}}] {{pos}}/{{len}} ETA {{eta}}"
+        )) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        out.extend(to_images(&f(start, len)?)?);
+        bar.inc(len as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
 pub fn swap(args: &SwapArgs) -> Result<()> {
     let identities = image_paths(&args.identity)?;
     let attributes = image_paths(&args.attribute)?;
@@ -192,7 +223,14 @@ pub fn swap(args: &SwapArgs) -> Result<()> {
             .repeat((1, n_attr, 1, 1, 1))?
             .reshape((n_id * n_attr, 3, s, s))?;
     let how_pairs = Tensor::cat(&vec![how; n_id], 0)?;
-    let swapped = to_images(&model.swap(&who_pairs, &how_pairs)?)?;
+    let swapped = in_chunks(n_id * n_attr, "swapping", |start, len| {
+        model
+            .swap(
+                &who_pairs.narrow(0, start, len)?,
+                &how_pairs.narrow(0, start, len)?,
+            )
+            .map_err(Into::into)
+    })?;
     let image = if n_id == 1 && n_attr == 1 {
         swapped[0].clone()
     } else {

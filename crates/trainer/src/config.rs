@@ -23,7 +23,8 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     /// Adam ε. Default 1e-8.
     pub eps: f64,
-    /// Decay of the generator EMA per iteration. Default 0.999.
+    /// Decay of the generator EMA per iteration, reached after a ramp
+    /// (`min(decay, (1 + t) / (10 + t))`, see `optim::ema_decay_at`). Default 0.999.
     pub ema_decay: f64,
 }
 

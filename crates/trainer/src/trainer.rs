@@ -10,7 +10,7 @@ use osips_models::{Generator, NetworkKind, Networks, ParamSet};
 
 use crate::config::{RunConfig, TrunkInit};
 use crate::error::{Result, TrainError};
-use crate::optim::{grad_norm, update_ema, Adam};
+use crate::optim::{ema_decay_at, grad_norm, update_ema, Adam};
 use crate::phases::{
     discriminator_phase, generator_phase, identity_phase, process_noise, synthesize, PhaseOutput,
     Process, ProcessTensors,
@@ -139,7 +139,7 @@ impl Trainer {
         update_ema(
             &self.ema_params,
             &self.nets.generator_params,
-            self.config.optimizer.ema_decay,
+            ema_decay_at(self.config.optimizer.ema_decay, self.step),
         )?;
         self.step += 1;
         Ok(stats)
