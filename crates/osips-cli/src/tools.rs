@@ -359,7 +359,8 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     let faces = (0..labeled.len()).filter_map(|i| {
         bar.inc(1);
         let location = labeled.location(i);
-        let class = labeled.identity(i)?;
+        // The dense class (identities with no usable image are not classes).
+        let class = dataset.class_of(i)?;
         match labeled
             .read(i)
             .map_err(anyhow::Error::from)
