@@ -122,87 +122,108 @@ pub fn draw_panels(panels: &[Panel], columns: usize, out: &Path) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| TrainError::file(out, e);
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
-    let root =
-        BitMapBackend::new(out, (400 * columns as u32, 350 * rows as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let areas = root.split_evenly((rows, columns));
-    for (area, panel) in areas.iter().zip(panels) {
-        let finite = |l: &Line| -> Vec<(f64, f64)> {
-            l.points
-                .iter()
-                .copied()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect()
-        };
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in panel
-            .lines
-            .iter()
-            .flat_map(finite)
-            .collect::<Vec<_>>()
-            .iter()
-        {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
-        if x0 > x1 {
-            continue;
-        }
-        if x1 <= x0 {
-            x1 = x0 + 1.0;
-        }
-        if y1 <= y0 {
-            y1 = y0 + 1.0;
-        }
-        let pad = 0.05 * (y1 - y0);
-        let (y0, y1) = (y0 - pad, y1 + pad);
-        let mut builder = ChartBuilder::on(area);
-        builder.margin(8);
-        if with_text {
-            builder
-                .caption(&panel.title, ("sans-serif", 18))
-                .x_label_area_size(24)
-                .y_label_area_size(48);
-        }
-        let mut chart = builder
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| err(&e))?;
-        if with_text {
-            chart
-                .configure_mesh()
-                .x_desc("step")
-                .draw()
-                .map_err(|e| err(&e))?;
-        }
-        for (i, line) in panel.lines.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let points = finite(line);
-            let drawn = if points.len() == 1 {
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))
-                    .map_err(|e| err(&e))?
-            } else {
-                chart
-                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                    .map_err(|e| err(&e))?
+    let (width, height) = (400 * columns as u32, 350 * rows as u32);
+    // Drawn into memory, then written with the image crate's best PNG compression:
+    // plotters' own encoder wrote a 6-panel figure in ~800 KB.
+    let mut pixels = vec![0u8; 3 * width as usize * height as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let areas = root.split_evenly((rows, columns));
+        for (area, panel) in areas.iter().zip(panels) {
+            let finite = |l: &Line| -> Vec<(f64, f64)> {
+                l.points
+                    .iter()
+                    .copied()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .collect()
             };
+            let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+            for &(x, y) in panel
+                .lines
+                .iter()
+                .flat_map(finite)
+                .collect::<Vec<_>>()
+                .iter()
+            {
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+                y0 = y0.min(y);
+                y1 = y1.max(y);
+            }
+            if x0 > x1 {
+                continue;
+            }
+            if x1 <= x0 {
+                // A single step (e.g. one evaluation per run): centre it.
+                x0 -= 1.0;
+                x1 += 1.0;
+            }
+            if y1 <= y0 {
+                y1 = y0 + 1.0;
+            }
+            let pad = 0.05 * (y1 - y0);
+            let (y0, y1) = (y0 - pad, y1 + pad);
+            let mut builder = ChartBuilder::on(area);
+            builder.margin(8);
             if with_text {
-                drawn
-                    .label(line.label.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+                builder
+                    .caption(&panel.title, ("sans-serif", 18))
+                    .x_label_area_size(24)
+                    .y_label_area_size(48);
+            }
+            let mut chart = builder
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|e| err(&e))?;
+            if with_text {
+                chart
+                    .configure_mesh()
+                    .x_desc("step")
+                    .draw()
+                    .map_err(|e| err(&e))?;
+            }
+            for (i, line) in panel.lines.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                let points = finite(line);
+                let drawn = if points.len() == 1 {
+                    chart
+                        .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))
+                        .map_err(|e| err(&e))?
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                        .map_err(|e| err(&e))?
+                };
+                if with_text {
+                    drawn
+                        .label(line.label.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+                }
+            }
+            if with_text && !panel.lines.is_empty() {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| err(&e))?;
             }
         }
-        if with_text && !panel.lines.is_empty() {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| err(&e))?;
-        }
+        root.present().map_err(|e| err(&e))?;
     }
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    write_png_best(&pixels, width, height, out)
+}
+
+/// An RGB buffer as a PNG with the best compression, through a temporary file.
+fn write_png_best(pixels: &[u8], width: u32, height: u32, out: &Path) -> Result<()> {
+    use image::ImageEncoder;
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut bytes,
+        image::codecs::png::CompressionType::Best,
+        image::codecs::png::FilterType::Adaptive,
+    )
+    .write_image(pixels, width, height, image::ExtendedColorType::Rgb8)
+    .map_err(|e| TrainError::file(out, e))?;
+    crate::run::write_atomic(out, &bytes)
 }
