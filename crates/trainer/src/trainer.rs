@@ -39,9 +39,13 @@ impl Trainer {
     /// Fresh networks from the config's seed (and VGG16 trunks with `init = vgg16`).
     pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
         config.validate()?;
+        // Find the weights before building anything: a missing download fails at once.
+        let vgg = match config.init {
+            TrunkInit::Vgg16 => Some(crate::vgg_weights_path()?),
+            TrunkInit::Random => None,
+        };
         let nets = Networks::new(&config.model, config.seed, device)?;
-        if config.init == TrunkInit::Vgg16 {
-            let path = crate::vgg_weights_path()?;
+        if let Some(path) = vgg {
             osips_models::vgg::import_vgg16(&path, &nets.identity_params)?;
             osips_models::vgg::import_vgg16(&path, &nets.attribute_params)?;
         }

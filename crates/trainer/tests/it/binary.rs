@@ -87,3 +87,26 @@ fn bad_input_is_one_clear_line() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn vgg16_init_without_the_weights_says_how_to_fetch_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = trainer()
+        .args([
+            "--preset", "paper", "--init", "vgg16", "--steps", "1", "--quiet",
+        ])
+        .arg("--runs-dir")
+        .arg(dir.path().join("runs"))
+        .env("HF_HOME", dir.path().join("hf"))
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("OSIPS_VGG16_WEIGHTS")
+        .output()
+        .expect("run trainer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("cargo xtask fetch-weights"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
