@@ -119,6 +119,30 @@ fn swap_one_pair_and_a_grid_of_folders() {
     assert!(out.status.success(), "{}", text(&out));
     // 3 identities × 3 attribute images, plus the inputs along the edges.
     assert_eq!(png_size(&grid), (4 * 64, 4 * 64));
+
+    let each = out_dir.path().join("pairs");
+    let out = osips()
+        .arg("swap")
+        .arg("-c")
+        .arg(run_dir())
+        .arg(faces().join("John_Savage"))
+        .arg(face("John_Simm"))
+        .arg("--each")
+        .arg(&each)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mut written: Vec<String> = std::fs::read_dir(&each)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written.len(), 3, "{written:?}");
+    assert!(written[0].ends_with(&format!(
+        "__{}.png",
+        face("John_Simm").file_stem().unwrap().to_string_lossy()
+    )));
+    assert_eq!(png_size(&each.join(&written[0])), (64, 64));
 }
 
 #[test]

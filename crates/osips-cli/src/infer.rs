@@ -28,6 +28,10 @@ pub struct SwapArgs {
     /// The PNG to write.
     #[arg(long, short = 'o', default_value = "swap.png")]
     pub output: PathBuf,
+    /// Instead of one grid, write one PNG per pair into this folder (created if needed),
+    /// named `<identity>__<attribute>.png` after the input files.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub each: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -231,6 +235,27 @@ pub fn swap(args: &SwapArgs) -> Result<()> {
             )
             .map_err(Into::into)
     })?;
+    if let Some(dir) = &args.each {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let stem = |p: &Path| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into())
+        };
+        for (i, who) in identities.iter().enumerate() {
+            for (j, how) in attributes.iter().enumerate() {
+                let path = dir.join(format!("{}__{}.png", stem(who), stem(how)));
+                write_png(&swapped[i * n_attr + j], &path)?;
+            }
+        }
+        println!(
+            "wrote {} images into {} (checkpoint step {})",
+            n_id * n_attr,
+            dir.display(),
+            model.step()
+        );
+        return Ok(());
+    }
     let image = if n_id == 1 && n_attr == 1 {
         swapped[0].clone()
     } else {
