@@ -130,15 +130,7 @@ fn inspect_data(
     unlabeled: Option<std::path::PathBuf>,
     show_bad: usize,
 ) -> Result<()> {
-    let config = DataConfig {
-        source: SourceSpec::parse(source)?,
-        unlabeled,
-        image_size: 64,
-        batch_size: 1,
-        flip: false,
-        prefetch: 0,
-        seed: 0,
-    };
+    let config = DataConfig::for_reading(SourceSpec::parse(source)?, unlabeled);
     let dataset = Dataset::open(&config)?;
     println!("source:      {}", dataset.describe());
     println!("images:      {}", dataset.len());

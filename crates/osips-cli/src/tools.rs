@@ -328,15 +328,7 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
             out.display()
         );
     }
-    let config = DataConfig {
-        source,
-        unlabeled: None,
-        image_size: 64,
-        batch_size: 1,
-        flip: false,
-        prefetch: 0,
-        seed: 0,
-    };
+    let config = DataConfig::for_reading(source, None);
     let dataset = Dataset::open(&config)?;
     let labeled = dataset.labeled();
     let bar = ProgressBar::new(labeled.len() as u64);

@@ -100,6 +100,20 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
+    /// A config for reading `source` once, in order, as tools do (inspection, format
+    /// conversion): no flips, no prefetch, 64-pixel images, batch 1.
+    pub fn for_reading(source: SourceSpec, unlabeled: Option<PathBuf>) -> DataConfig {
+        DataConfig {
+            source,
+            unlabeled,
+            image_size: 64,
+            batch_size: 1,
+            flip: false,
+            prefetch: 0,
+            seed: 0,
+        }
+    }
+
     /// Checks the numeric fields; called by [`crate::Dataset::open`] and [`crate::Loader::new`].
     pub fn validate(&self) -> Result<(), DataError> {
         if !(8..=1024).contains(&self.image_size) {
