@@ -53,7 +53,8 @@ enum Command {
     /// Data sources: convert between formats.
     #[command(subcommand)]
     Data(DataCommand),
-    /// Describe something.
+    /// Describe a checkpoint (preset, step, parameters, config) or a data source (images,
+    /// identities, bad records).
     #[command(subcommand)]
     Inspect(Inspect),
 }
