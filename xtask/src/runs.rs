@@ -468,8 +468,8 @@ fn report_markdown(runs: &[RunRecord]) -> String {
     md
 }
 
-/// Loss panels (transformation process, one line per run) and eval panels (one dot per
-/// run at its final step, or a curve where a run logged `eval/*` keys along the way).
+/// Loss panels (transformation process, one line per run) and eval panels: a curve where
+/// a run evaluated along the way (`schedule.eval_every`), else one dot at its final step.
 fn report_panels(runs: &[RunRecord]) -> Vec<Panel> {
     let mut panels: Vec<Panel> = PANELS
         .iter()
@@ -486,18 +486,27 @@ fn report_panels(runs: &[RunRecord]) -> Vec<Panel> {
                 .collect(),
         })
         .collect();
-    for (i, title) in ["swap PSNR", "identity top-1", "attribute top-1"]
-        .iter()
-        .enumerate()
-    {
+    let evals = [
+        ("swap PSNR", "eval/swap_psnr"),
+        ("identity top-1", "eval/identity_top1"),
+        ("attribute top-1", "eval/attribute_top1"),
+    ];
+    for (i, (title, key)) in evals.iter().enumerate() {
         let lines = runs
             .iter()
             .filter_map(|r| {
-                let eval = r.eval.as_ref()?;
-                let value = [eval.swap_psnr, eval.identity_top1, eval.attribute_top1][i];
-                Some(Line {
+                // The periodic evaluations (`schedule.eval_every`), then the final one.
+                let mut points = r.series.get(*key).cloned().unwrap_or_default();
+                if let Some(eval) = &r.eval {
+                    let value = [eval.swap_psnr, eval.identity_top1, eval.attribute_top1][i];
+                    let step = eval.step as f64;
+                    if points.last().is_none_or(|(s, _)| *s < step) {
+                        points.push((step, value));
+                    }
+                }
+                (!points.is_empty()).then(|| Line {
                     label: r.label.clone(),
-                    points: vec![(eval.step as f64, value)],
+                    points,
                 })
             })
             .collect();

@@ -59,6 +59,11 @@ pub struct ScheduleConfig {
     pub keep_checkpoints: usize,
     /// Evaluate on this many unseen synthetic identities at the end (0: skip).
     pub eval_identities: usize,
+    /// Also evaluate every this many iterations, into `stats.jsonl` as `eval/*` keys, for
+    /// eval curves (`cargo xtask report`). Off by default: on a CPU an evaluation costs
+    /// about 25 iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<u64>,
 }
 
 /// How the encoder trunks start.
@@ -126,6 +131,7 @@ impl RunConfig {
                 checkpoint_every: 500,
                 keep_checkpoints: 3,
                 eval_identities: 200,
+                eval_every: None,
             },
         }
     }
@@ -217,6 +223,11 @@ impl RunConfig {
         {
             return Err(TrainError::Config(
                 "schedule: log_every, sample_every, checkpoint_every and keep_checkpoints must be at least 1".into(),
+            ));
+        }
+        if s.eval_every == Some(0) {
+            return Err(TrainError::Config(
+                "schedule: eval_every must be at least 1 (or absent)".into(),
             ));
         }
         if s.steps.is_none() && s.minutes.is_none() {

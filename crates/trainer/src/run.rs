@@ -375,6 +375,12 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         if trainer.step % schedule.checkpoint_every == 0 {
             last_checkpoint = Some(write_checkpoint(&run, &trainer, loader.state(), elapsed)?);
         }
+        if let Some(every) = schedule.eval_every {
+            if trainer.step % every == 0 && schedule.eval_identities > 0 {
+                let report = evaluate(&trainer, schedule.eval_identities, false)?;
+                write_eval_stats(&mut stats_file, &stats_path, &report)?;
+            }
+        }
     }
     let elapsed = elapsed_before + started.elapsed().as_secs_f64();
     let checkpoint = match last_checkpoint {
@@ -414,6 +420,25 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         eval,
         interrupted,
     })
+}
+
+/// An evaluation as a `stats.jsonl` line of `eval/*` keys.
+fn write_eval_stats(file: &mut std::fs::File, path: &Path, report: &EvalReport) -> Result<()> {
+    let value = serde_json::to_value(report).map_err(|e| TrainError::Config(e.to_string()))?;
+    let mut line = serde_json::Map::new();
+    line.insert("step".into(), report.step.into());
+    if let serde_json::Value::Object(fields) = value {
+        for (key, v) in fields {
+            if key != "step" {
+                line.insert(format!("eval/{key}"), v);
+            }
+        }
+    }
+    let mut text = serde_json::Value::Object(line).to_string();
+    text.push('\n');
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.flush())
+        .map_err(|e| TrainError::io(path, e))
 }
 
 fn write_stats(

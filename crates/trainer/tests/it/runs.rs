@@ -169,3 +169,29 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         .load_weights(&latest)
         .expect("the last good checkpoint loads");
 }
+
+#[test]
+fn periodic_evaluations_go_into_stats_as_eval_keys() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut config = micro_config();
+    config.schedule.eval_every = Some(2);
+    let summary = run(config, &options(root.path())).expect("run");
+    let stats = std::fs::read_to_string(summary.run_dir.join("stats.jsonl")).expect("stats");
+    let evals: Vec<serde_json::Value> = stats
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .filter(|v| v.get("eval/swap_psnr").is_some())
+        .collect();
+    let steps: Vec<u64> = evals.iter().filter_map(|v| v["step"].as_u64()).collect();
+    assert_eq!(steps, [2, 4]);
+    for key in [
+        "eval/identity_top1",
+        "eval/attribute_top1",
+        "eval/n_identities",
+    ] {
+        assert!(evals[1][key].is_number(), "{key}");
+    }
+    let mut bad = micro_config();
+    bad.schedule.eval_every = Some(0);
+    assert!(bad.validate().is_err());
+}
