@@ -10,6 +10,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::workspace_root;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Which {
     /// osips-kernels against candle: conv2d, upsample+conv, their gradients.
@@ -48,11 +50,6 @@ pub struct Args {
     /// Rounds of `--vs-pytorch` (each runs both once).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-}
-
-fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -5,6 +5,7 @@ mod bench;
 mod fetch;
 mod runs;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,12 @@ enum Command {
     /// Run the project's benchmarks (convolution kernels, data pipeline) in release and
     /// print their markdown tables.
     Bench(bench::Args),
+}
+
+/// The repository root (xtask lives in `<root>/xtask`), whatever the working directory.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
 fn main() -> ExitCode {

@@ -213,6 +213,19 @@ fn in_chunks(
     Ok(out)
 }
 
+/// `encode` over the rows of `images` in chunks of [`CHUNK`], concatenated.
+fn encode_in_chunks(
+    images: &Tensor,
+    encode: impl Fn(&Tensor) -> osips_models::Result<Tensor>,
+) -> Result<Tensor> {
+    let n = images.dim(0)?;
+    let parts = (0..n)
+        .step_by(CHUNK)
+        .map(|start| Ok(encode(&images.narrow(0, start, CHUNK.min(n - start))?)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
 pub fn swap(args: &SwapArgs) -> Result<()> {
     let identities = image_paths(&args.identity)?;
     let attributes = image_paths(&args.attribute)?;
@@ -221,19 +234,18 @@ pub fn swap(args: &SwapArgs) -> Result<()> {
     let (who, who_shown) = load_faces(&identities, s)?;
     let (how, how_shown) = load_faces(&attributes, s)?;
     let (n_id, n_attr) = (identities.len(), attributes.len());
-    // Every identity with every attribute: identity-major pairs.
-    let who_pairs =
-        who.unsqueeze(1)?
-            .repeat((1, n_attr, 1, 1, 1))?
-            .reshape((n_id * n_attr, 3, s, s))?;
-    let how_pairs = Tensor::cat(&vec![how; n_id], 0)?;
+    // Each face goes through its encoder once; the pairs (identity-major) only index the
+    // vectors, so memory grows with n_id + n_attr, not their product.
+    let identity = encode_in_chunks(&who, |x| model.identity_vector(x))?;
+    let attribute = encode_in_chunks(&how, |x| model.attribute_vector(x))?;
     let swapped = in_chunks(n_id * n_attr, "swapping", |start, len| {
-        model
-            .swap(
-                &who_pairs.narrow(0, start, len)?,
-                &how_pairs.narrow(0, start, len)?,
-            )
-            .map_err(Into::into)
+        let rows = |f: fn(usize, usize) -> usize| -> Result<Tensor> {
+            let idx: Vec<u32> = (start..start + len).map(|k| f(k, n_attr) as u32).collect();
+            Ok(Tensor::new(idx.as_slice(), &Device::Cpu)?)
+        };
+        let who_rows = identity.index_select(&rows(|k, m| k / m)?, 0)?;
+        let how_rows = attribute.index_select(&rows(|k, m| k % m)?, 0)?;
+        Ok(model.generate(&who_rows, &how_rows)?)
     })?;
     if let Some(dir) = &args.each {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
