@@ -167,22 +167,34 @@ impl RunConfig {
             })?;
             let new_value: serde_json::Value = serde_json::from_str(raw)
                 .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+            let unknown = || {
+                TrainError::Config(format!(
+                    "override `{item}`: unknown key `{key}` (see --dry-run for the keys)"
+                ))
+            };
+            let parts: Vec<&str> = key.split('.').collect();
+            let (leaf, path) = parts.split_last().ok_or_else(unknown)?;
             let mut slot = &mut value;
-            for part in key.split('.') {
+            for part in path {
                 slot = match slot {
-                    serde_json::Value::Object(map) if map.contains_key(part) => {
-                        map.get_mut(part).ok_or_else(|| {
-                            TrainError::Config(format!("override `{item}`: no key `{part}`"))
-                        })?
-                    }
-                    _ => {
-                        return Err(TrainError::Config(format!(
-                            "override `{item}`: unknown key `{key}` (see --dry-run for the keys)"
-                        )))
-                    }
+                    serde_json::Value::Object(map) => map.get_mut(*part).ok_or_else(unknown)?,
+                    _ => return Err(unknown()),
                 };
             }
-            *slot = new_value;
+            let serde_json::Value::Object(map) = slot else {
+                return Err(unknown());
+            };
+            // An optional key that is unset is absent from the serialized config (TOML has
+            // no null), so a missing leaf may still be a real key: insert it and let
+            // `deny_unknown_fields` decide.
+            let absent = map.insert((*leaf).to_string(), new_value).is_none();
+            if absent {
+                if let Err(e) = serde_json::from_value::<RunConfig>(value.clone()) {
+                    if e.to_string().contains("unknown field") {
+                        return Err(unknown());
+                    }
+                }
+            }
         }
         *self = serde_json::from_value(value)
             .map_err(|e| TrainError::Config(format!("after overrides: {e}")))?;

@@ -7,3 +7,4 @@ mod common;
 mod phases;
 mod presets;
 mod runs;
+mod soak;

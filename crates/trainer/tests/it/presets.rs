@@ -48,4 +48,20 @@ fn unknown_keys_and_bad_overrides_are_errors() {
         .apply_overrides(&["loss.transform_lambda=0.01".into()])
         .expect("override");
     assert_eq!(config.loss.transform_lambda, 0.01);
+
+    // Optional keys are absent from the serialized config while unset; they can still
+    // be set, and set back to unset with null.
+    assert_eq!(config.schedule.eval_every, None);
+    config
+        .apply_overrides(&["schedule.eval_every=500".into()])
+        .expect("an optional key");
+    assert_eq!(config.schedule.eval_every, Some(500));
+    config
+        .apply_overrides(&["schedule.eval_every=null".into()])
+        .expect("unset it");
+    assert_eq!(config.schedule.eval_every, None);
+    for bad in ["schedule.no_such_key=1", "nope.deeper=1", "loss.identity.deeper=1"] {
+        let err = config.apply_overrides(&[bad.into()]).expect_err(bad);
+        assert!(err.to_string().contains("unknown key"), "{bad}: {err}");
+    }
 }
