@@ -87,14 +87,38 @@ pub struct Networks {
 impl Networks {
     /// Build all four networks with fresh weights derived from `seed`.
     pub fn new(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self> {
+        Self::build(config, seed, device, None)
+    }
+
+    /// Build the four networks to be loaded from the checkpoint directory `dir` next: each
+    /// may allocate no more than its weight file could hold ([`ParamSet::for_file`]).
+    pub fn for_checkpoint(
+        config: &ModelConfig,
+        seed: u64,
+        device: &Device,
+        dir: &Path,
+    ) -> Result<Self> {
+        Self::build(config, seed, device, Some(dir))
+    }
+
+    fn build(
+        config: &ModelConfig,
+        seed: u64,
+        device: &Device,
+        checkpoint: Option<&Path>,
+    ) -> Result<Self> {
         config.validate()?;
         let params = |kind: NetworkKind| {
-            ParamSet::new(seed.wrapping_mul(31).wrapping_add(kind.seed_offset()))
+            let seed = seed.wrapping_mul(31).wrapping_add(kind.seed_offset());
+            match checkpoint {
+                Some(dir) => ParamSet::for_file(seed, &dir.join(kind.file_name())),
+                None => Ok(ParamSet::new(seed)),
+            }
         };
-        let identity_params = params(NetworkKind::Identity);
-        let attribute_params = params(NetworkKind::Attribute);
-        let generator_params = params(NetworkKind::Generator);
-        let discriminator_params = params(NetworkKind::Discriminator);
+        let identity_params = params(NetworkKind::Identity)?;
+        let attribute_params = params(NetworkKind::Attribute)?;
+        let generator_params = params(NetworkKind::Generator)?;
+        let discriminator_params = params(NetworkKind::Discriminator)?;
         Ok(Networks {
             config: config.clone(),
             identity: IdentityNet::new(config, identity_params.var_builder(device))?,
@@ -141,10 +165,35 @@ pub fn new_generator(
     seed: u64,
     device: &Device,
 ) -> Result<(Generator, ParamSet)> {
-    let params = ParamSet::new(
-        seed.wrapping_mul(31)
-            .wrapping_add(NetworkKind::Generator.seed_offset()),
-    );
+    generator_in(config, ParamSet::new(generator_seed(seed)), device)
+}
+
+/// A generator on its own, to be loaded from the safetensors file `path` next (allocating
+/// no more than the file could hold, [`ParamSet::for_file`]).
+pub fn generator_for_file(
+    config: &ModelConfig,
+    seed: u64,
+    device: &Device,
+    path: &Path,
+) -> Result<(Generator, ParamSet)> {
+    generator_in(
+        config,
+        ParamSet::for_file(generator_seed(seed), path)?,
+        device,
+    )
+}
+
+fn generator_seed(seed: u64) -> u64 {
+    seed.wrapping_mul(31)
+        .wrapping_add(NetworkKind::Generator.seed_offset())
+}
+
+fn generator_in(
+    config: &ModelConfig,
+    params: ParamSet,
+    device: &Device,
+) -> Result<(Generator, ParamSet)> {
+    config.validate()?;
     let generator = Generator::new(config, params.var_builder(device))?;
     Ok((generator, params))
 }

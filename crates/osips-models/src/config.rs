@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 
+/// The largest image side a config may ask for (the paper works at 128).
+pub const MAX_IMAGE_SIZE: usize = 2048;
+
 /// The named presets. `Tiny` is the CPU default (tests, demos, the main job); `Paper` is the
 /// paper's resolution with VGG16-width encoders initialised from ImageNet VGG16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -178,8 +181,21 @@ impl ModelConfig {
     /// Check that the depths match the image size and every width is positive.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(ModelError::Config(msg));
+        // `image_size >> n`, 0 once every bit is shifted out (a plain `>>` panics at n ≥ 64).
+        let halve = |size: usize, n: usize| {
+            u32::try_from(n)
+                .ok()
+                .and_then(|n| size.checked_shr(n))
+                .unwrap_or(0)
+        };
         if self.n_identities == 0 {
             return bad("n_identities must be at least 1".into());
+        }
+        if self.image_size > MAX_IMAGE_SIZE {
+            return bad(format!(
+                "image_size {} is above the largest supported, {MAX_IMAGE_SIZE}",
+                self.image_size
+            ));
         }
         for (name, trunk) in [
             ("identity_trunk", &self.identity_trunk),
@@ -192,29 +208,39 @@ impl ModelConfig {
                     "{name}: every stage needs channels > 0 and convs > 0"
                 ));
             }
-            if self.image_size >> trunk.stages.len() != 4 || !self.image_size.is_multiple_of(4) {
+            let out = halve(self.image_size, trunk.stages.len());
+            if out != 4 || !self.image_size.is_multiple_of(4) {
                 return bad(format!(
                     "{name}: {} stages take {}px to {}px, expected 4px",
                     trunk.stages.len(),
                     self.image_size,
-                    self.image_size >> trunk.stages.len()
+                    out
                 ));
             }
         }
-        if 4usize << self.generator.stages.len() != self.image_size {
+        let generated = u32::try_from(self.generator.stages.len())
+            .ok()
+            .and_then(|n| 4usize.checked_shl(n))
+            .unwrap_or(0);
+        if generated != self.image_size {
             return bad(format!(
-                "generator: {} upsampling stages take 4px to {}px, expected {}px",
+                "generator: {} upsampling stages take 4px to {}, expected {}px",
                 self.generator.stages.len(),
-                4usize << self.generator.stages.len(),
+                if generated == 0 {
+                    "more than memory can hold".to_string()
+                } else {
+                    format!("{generated}px")
+                },
                 self.image_size
             ));
         }
-        if self.image_size >> self.discriminator.channels.len() != 4 {
+        let out = halve(self.image_size, self.discriminator.channels.len());
+        if out != 4 {
             return bad(format!(
                 "discriminator: {} stride-2 layers take {}px to {}px, expected 4px",
                 self.discriminator.channels.len(),
                 self.image_size,
-                self.image_size >> self.discriminator.channels.len()
+                out
             ));
         }
         if [

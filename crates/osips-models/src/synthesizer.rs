@@ -52,11 +52,14 @@ impl Synthesizer {
     pub fn load_on(checkpoint_dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = checkpoint_dir.as_ref();
         let (config, meta) = read_checkpoint_meta(dir)?;
+        config.validate()?;
         // Fresh (seed 0) variables, then every one overwritten from the files, which must
-        // hold exactly these names and shapes.
-        let identity_params = ParamSet::new(0);
-        let attribute_params = ParamSet::new(0);
-        let generator_params = ParamSet::new(0);
+        // hold exactly these names and shapes. Each set may allocate no more than its file
+        // could hold, whatever the checkpoint's config.json claims.
+        let identity_params = ParamSet::for_file(0, &dir.join(NetworkKind::Identity.file_name()))?;
+        let attribute_params =
+            ParamSet::for_file(0, &dir.join(NetworkKind::Attribute.file_name()))?;
+        let generator_params = ParamSet::for_file(0, &dir.join(GENERATOR_EMA_FILE))?;
         let identity = IdentityNet::new(&config, identity_params.var_builder(device))?;
         let attribute = AttributeEncoder::new(&config, attribute_params.var_builder(device))?;
         let generator = Generator::new(&config, generator_params.var_builder(device))?;

@@ -12,7 +12,7 @@
 //! the order its layers are constructed in.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
@@ -28,6 +28,15 @@ pub struct ParamSet {
     varmap: VarMap,
     seed: u64,
     requested: Arc<Mutex<HashSet<String>>>,
+    budget: Option<Arc<Mutex<Budget>>>,
+}
+
+/// How many more scalars a set built to be loaded from a file may allocate.
+#[derive(Debug)]
+struct Budget {
+    left: usize,
+    limit: usize,
+    file: PathBuf,
 }
 
 impl std::fmt::Debug for ParamSet {
@@ -46,7 +55,26 @@ impl ParamSet {
             varmap: VarMap::new(),
             seed,
             requested: Arc::new(Mutex::new(HashSet::new())),
+            budget: None,
         }
+    }
+
+    /// A set that will be overwritten from the safetensors file `path`: building a network
+    /// in it may allocate no more f32 scalars than the file could hold (its size / 4).
+    /// A config from an untrusted checkpoint that asks for absurd widths is then an error
+    /// naming the file, before the allocation, not an out-of-memory abort.
+    pub fn for_file(seed: u64, path: &Path) -> Result<Self> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| ModelError::io(path, e))?
+            .len();
+        let limit = usize::try_from(len / 4).unwrap_or(usize::MAX);
+        let mut set = ParamSet::new(seed);
+        set.budget = Some(Arc::new(Mutex::new(Budget {
+            left: limit,
+            limit,
+            file: path.to_path_buf(),
+        })));
+        Ok(set)
     }
 
     /// A `VarBuilder` that creates variables in this set (f32, CPU unless `device` says otherwise).
@@ -196,6 +224,11 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     let data: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     safetensors::tensor::serialize_to_file(data, None, &tmp)
         .map_err(|e| ModelError::checkpoint(&tmp, e.to_string()))?;
+    // On disk before the rename, so that after a power cut the final name never points at
+    // a file whose data was still in the page cache.
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ModelError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))?;
     Ok(())
 }
@@ -232,6 +265,35 @@ impl SimpleBackend for StrictBackend {
                     name.to_string(),
                 )));
             }
+        }
+        let n = shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| {
+                candle_core::Error::wrap(ModelError::Config(format!(
+                    "tensor `{name}` {:?} has more elements than memory can address",
+                    shape.dims()
+                )))
+            })?;
+        if let Some(budget) = &self.set.budget {
+            let mut budget = match budget.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if n > budget.left {
+                return Err(candle_core::Error::wrap(ModelError::checkpoint(
+                    &budget.file,
+                    format!(
+                        "the file holds at most {} f32 values, fewer than the network of \
+                         config.json needs (tensor `{name}` {:?} does not fit): a truncated \
+                         file, or a config from another model",
+                        budget.limit,
+                        shape.dims()
+                    ),
+                )));
+            }
+            budget.left -= n;
         }
         let value = init_tensor(&shape, init, hash_name(self.set.seed, name), dev)?;
         let var = Var::from_tensor(&value.to_dtype(dtype)?)?;

@@ -172,7 +172,11 @@ pub fn write_checkpoint(
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
         }
-        std::fs::rename(&tmp_dir, &final_dir).map_err(|e| TrainError::io(&final_dir, e))
+        // The files were synced when written; sync the folder's entries too, so that the
+        // directory itself is on disk before it is renamed into view.
+        sync_dir(&tmp_dir)?;
+        std::fs::rename(&tmp_dir, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+        sync_dir(&root)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp_dir);
@@ -181,11 +185,43 @@ pub fn write_checkpoint(
     let all = run.list_checkpoints()?;
     let keep = trainer.config.schedule.keep_checkpoints;
     if all.len() > keep {
-        for (_, old) in &all[..all.len() - keep] {
-            std::fs::remove_dir_all(old).map_err(|e| TrainError::io(old, e))?;
+        for (step, old) in &all[..all.len() - keep] {
+            // Out of view first, in one rename: a kill in the middle of the removal leaves
+            // a hidden folder, never a `step-*` one with files missing.
+            let doomed = root.join(format!(".step-{step:08}.old"));
+            std::fs::rename(old, &doomed).map_err(|e| TrainError::io(old, e))?;
+            std::fs::remove_dir_all(&doomed).map_err(|e| TrainError::io(&doomed, e))?;
         }
     }
     Ok(final_dir)
+}
+
+/// Remove what an interrupted checkpoint write or removal left behind (hidden
+/// `.step-*` folders). They are never taken for checkpoints; this only frees the space.
+pub fn remove_checkpoint_leftovers(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TrainError::io(dir, e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".step-") {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `fsync` a directory (its entries), where the platform allows opening one.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainError::io(dir, e))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Read a checkpoint's `state.json`.
@@ -254,6 +290,7 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
     let (run, mut config, resume_from) = match &options.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
+            remove_checkpoint_leftovers(&run.checkpoints())?;
             let saved = RunConfig::from_file(&run.path.join("config.json"))?;
             let latest = run.list_checkpoints()?.pop().ok_or_else(|| {
                 TrainError::file(&run.path, "no complete checkpoint to resume from")
@@ -280,7 +317,10 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         config.model.n_identities = dataset.n_identities();
     }
     config.validate()?;
-    let mut trainer = Trainer::new(config.clone(), &device)?;
+    let mut trainer = match &resume_from {
+        Some(dir) => Trainer::for_checkpoint(config.clone(), &device, dir)?,
+        None => Trainer::new(config.clone(), &device)?,
+    };
     let mut sampler = SamplerState::start(config.data.seed);
     let mut elapsed_before = 0.0;
     if let Some(dir) = &resume_from {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use osips_data::PairBatch;
-use osips_models::checkpoint::{new_generator, GENERATOR_EMA_FILE};
+use osips_models::checkpoint::{generator_for_file, new_generator, GENERATOR_EMA_FILE};
 use osips_models::{Generator, NetworkKind, Networks, ParamSet};
 
 use crate::config::{RunConfig, TrunkInit};
@@ -38,18 +38,39 @@ pub type StepStats = BTreeMap<String, f64>;
 impl Trainer {
     /// Fresh networks from the config's seed (and VGG16 trunks with `init = vgg16`).
     pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
+        Self::build(config, device, None)
+    }
+
+    /// Networks to be loaded from the checkpoint `dir` next ([`Trainer::load_weights`]):
+    /// each may allocate no more than its weight file could hold, whatever the config says.
+    pub fn for_checkpoint(config: RunConfig, device: &Device, dir: &Path) -> Result<Self> {
+        Self::build(config, device, Some(dir))
+    }
+
+    fn build(config: RunConfig, device: &Device, checkpoint: Option<&Path>) -> Result<Self> {
         config.validate()?;
         // Find the weights before building anything: a missing download fails at once.
         let vgg = match config.init {
             TrunkInit::Vgg16 => Some(crate::vgg_weights_path()?),
             TrunkInit::Random => None,
         };
-        let nets = Networks::new(&config.model, config.seed, device)?;
+        let nets = match checkpoint {
+            Some(dir) => Networks::for_checkpoint(&config.model, config.seed, device, dir)?,
+            None => Networks::new(&config.model, config.seed, device)?,
+        };
         if let Some(path) = vgg {
             osips_models::vgg::import_vgg16(&path, &nets.identity_params)?;
             osips_models::vgg::import_vgg16(&path, &nets.attribute_params)?;
         }
-        let (ema, ema_params) = new_generator(&config.model, config.seed, device)?;
+        let (ema, ema_params) = match checkpoint {
+            Some(dir) => generator_for_file(
+                &config.model,
+                config.seed,
+                device,
+                &dir.join(GENERATOR_EMA_FILE),
+            )?,
+            None => new_generator(&config.model, config.seed, device)?,
+        };
         ema_params.copy_from(&nets.generator_params)?;
         let optimizers = NetworkKind::ALL
             .into_iter()

@@ -7,4 +7,5 @@ mod checkpoint;
 mod forward;
 mod names;
 mod synthesizer;
+mod untrusted;
 mod vgg_import;

@@ -9,7 +9,7 @@ use crate::testutil::{images, tiny};
 
 /// A checkpoint directory laid out as the trainer writes it, with fresh networks; the
 /// generator's weights double as its moving average.
-fn write_checkpoint(dir: &std::path::Path, version: u32) -> osips_models::Networks {
+pub(crate) fn write_checkpoint(dir: &std::path::Path, version: u32) -> osips_models::Networks {
     let config = tiny();
     let nets = osips_models::Networks::new(&config, 3, &Device::Cpu).unwrap();
     nets.save(dir).unwrap();

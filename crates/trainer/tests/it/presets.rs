@@ -60,7 +60,11 @@ fn unknown_keys_and_bad_overrides_are_errors() {
         .apply_overrides(&["schedule.eval_every=null".into()])
         .expect("unset it");
     assert_eq!(config.schedule.eval_every, None);
-    for bad in ["schedule.no_such_key=1", "nope.deeper=1", "loss.identity.deeper=1"] {
+    for bad in [
+        "schedule.no_such_key=1",
+        "nope.deeper=1",
+        "loss.identity.deeper=1",
+    ] {
         let err = config.apply_overrides(&[bad.into()]).expect_err(bad);
         assert!(err.to_string().contains("unknown key"), "{bad}: {err}");
     }

@@ -93,7 +93,13 @@ fn soak_memory_stays_flat_and_stats_have_no_gaps() {
         .unwrap_or_default();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["--minutes", &minutes.to_string(), "--quiet", "--name", "soak"])
+        .args([
+            "--minutes",
+            &minutes.to_string(),
+            "--quiet",
+            "--name",
+            "soak",
+        ])
         .arg("--runs-dir")
         .arg(&runs_dir)
         .args(&extra)
@@ -143,11 +149,17 @@ fn soak_memory_stays_flat_and_stats_have_no_gaps() {
         .copied()
         .filter(|&(t, _)| t >= warm_up)
         .collect();
-    assert!(after.len() >= 10, "too few samples after warm-up: {}", after.len());
+    assert!(
+        after.len() >= 10,
+        "too few samples after warm-up: {}",
+        after.len()
+    );
     let mib_per_hour = slope(&after) * 3600.0;
     let (lo, hi) = after
         .iter()
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), &(_, m)| (lo.min(m), hi.max(m)));
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), &(_, m)| {
+            (lo.min(m), hi.max(m))
+        });
     println!(
         "soak: {:.1} min, {} samples; after {:.0} s of warm-up RSS {lo:.1}..{hi:.1} MiB, \
          slope {mib_per_hour:+.2} MiB/hour",
@@ -160,12 +172,15 @@ fn soak_memory_stays_flat_and_stats_have_no_gaps() {
         "resident memory drifts {mib_per_hour:+.2} MiB/hour (RSS {lo:.1}..{hi:.1} MiB)"
     );
 
-    let config: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(run_dir.join("config.json")).expect("config.json"),
-    )
-    .expect("config JSON");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).expect("config.json"))
+            .expect("config JSON");
     let log_every = config["schedule"]["log_every"].as_u64().expect("log_every");
     let steps = logged_steps(&run_dir.join("stats.jsonl"));
     let last = *steps.last().expect("a logged step");
-    assert_eq!(steps, expected_steps(last, log_every), "stats.jsonl has gaps");
+    assert_eq!(
+        steps,
+        expected_steps(last, log_every),
+        "stats.jsonl has gaps"
+    );
 }
