@@ -100,9 +100,12 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// The config these flags describe.
     pub fn resolve(&self) -> Result<RunConfig> {
-        let mut config = match &self.config {
-            Some(path) => RunConfig::from_file(path)?,
-            None => RunConfig::preset(self.preset.into()),
+        // A resumed run starts from its own config (its schedule included), so that
+        // `--resume RUN` alone carries on as the run was set up; flags still override.
+        let mut config = match (&self.config, &self.resume) {
+            (Some(path), _) => RunConfig::from_file(path)?,
+            (None, Some(run)) => RunConfig::from_file(&run.join("config.json"))?,
+            (None, None) => RunConfig::preset(self.preset.into()),
         };
         if let Some(data) = &self.data {
             config.data.source = SourceSpec::parse(data)?;

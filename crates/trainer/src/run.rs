@@ -196,6 +196,40 @@ pub fn write_checkpoint(
     Ok(final_dir)
 }
 
+/// Make `stats.jsonl` end at `step` before a resumed run appends to it: lines of later
+/// steps (trained after the checkpoint by the process that stopped, and trained again now)
+/// and a last line cut short by a kill are dropped, through a temporary file and a rename.
+/// Returns how many lines were dropped.
+pub fn truncate_stats(path: &Path, step: u64) -> Result<usize> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(TrainError::io(path, e)),
+    };
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut dropped = 0;
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            dropped += 1; // no newline: cut short mid-write
+            break;
+        };
+        let line = &rest[..=end];
+        rest = &rest[end + 1..];
+        let line_step = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64));
+        match line_step {
+            Some(s) if s <= step => kept.extend_from_slice(line),
+            _ => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        write_atomic(path, &kept)?;
+    }
+    Ok(dropped)
+}
+
 /// Remove what an interrupted checkpoint write or removal left behind (hidden
 /// `.step-*` folders). They are never taken for checkpoints; this only frees the space.
 pub fn remove_checkpoint_leftovers(dir: &Path) -> Result<()> {
@@ -329,7 +363,17 @@ pub fn run(config: RunConfig, options: &RunOptions) -> Result<RunSummary> {
         trainer.step = state.step;
         sampler = state.sampler;
         elapsed_before = state.elapsed_seconds;
-        eprintln!("resuming {} at step {}", run.path.display(), state.step);
+        let dropped = truncate_stats(&run.path.join("stats.jsonl"), state.step)?;
+        eprintln!(
+            "resuming {} at step {}{}",
+            run.path.display(),
+            state.step,
+            if dropped > 0 {
+                format!(" ({dropped} stats lines past it dropped: they are trained again)")
+            } else {
+                String::new()
+            }
+        );
     } else {
         let json =
             serde_json::to_vec_pretty(&config).map_err(|e| TrainError::Config(e.to_string()))?;

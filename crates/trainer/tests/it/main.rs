@@ -4,6 +4,7 @@
 
 mod binary;
 mod common;
+mod kill;
 mod phases;
 mod presets;
 mod runs;

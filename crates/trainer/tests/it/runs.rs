@@ -195,3 +195,21 @@ fn periodic_evaluations_go_into_stats_as_eval_keys() {
     bad.schedule.eval_every = Some(0);
     assert!(bad.validate().is_err());
 }
+
+#[test]
+fn resume_drops_stats_past_the_checkpoint_and_a_line_cut_short() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stats.jsonl");
+    let mut text: String = (1..=5).map(|s| format!("{{\"step\":{s}}}\n")).collect();
+    text.push_str("{\"eval/swap_psnr\":1.0,\"step\":3}\n{\"step\":6,\"loss");
+    std::fs::write(&path, text).expect("write");
+    assert_eq!(trainer::run::truncate_stats(&path, 3).expect("truncate"), 3);
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"eval/swap_psnr\":1.0,\"step\":3}\n"
+    );
+    assert_eq!(trainer::run::truncate_stats(&path, 3).expect("again"), 0);
+    let absent = dir.path().join("absent.jsonl");
+    assert_eq!(trainer::run::truncate_stats(&absent, 3).expect("absent"), 0);
+    assert!(!absent.exists());
+}
