@@ -109,7 +109,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", trainer::error_line(err.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -46,3 +46,37 @@ impl TrainError {
         }
     }
 }
+
+/// An error and its causes on one line, `outer: cause: root`, for a binary's last words.
+/// A cause whose text the line already holds is left out: our errors print their source
+/// in their own message (useful without anyhow), which `{:#}` would then repeat.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_line_does_not_repeat_a_cause_already_in_the_message() {
+        let io = std::io::Error::other("disk full");
+        let err = TrainError::io("/runs/x", io);
+        assert_eq!(error_line(&err), "/runs/x: disk full");
+        let wrapped = anyhow::Error::new(err).context("writing a checkpoint");
+        assert_eq!(
+            error_line(wrapped.as_ref()),
+            "writing a checkpoint: /runs/x: disk full"
+        );
+    }
+}

@@ -22,7 +22,7 @@ pub mod trainer;
 use std::path::PathBuf;
 
 pub use config::{OptimizerConfig, RunConfig, ScheduleConfig, TrunkInit};
-pub use error::{Result, TrainError};
+pub use error::{error_line, Result, TrainError};
 pub use eval::{evaluate, EvalReport};
 pub use run::{run, RunOptions, RunSummary, TrainState};
 pub use trainer::{StepStats, Trainer};

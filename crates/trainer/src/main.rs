@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match train(&cli.args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", trainer::error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

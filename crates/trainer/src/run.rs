@@ -180,7 +180,10 @@ pub fn write_checkpoint(
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp_dir);
-        return Err(e);
+        return Err(TrainError::file(
+            &final_dir,
+            format!("checkpoint not written, the previous ones are kept: {e}"),
+        ));
     }
     let all = run.list_checkpoints()?;
     let keep = trainer.config.schedule.keep_checkpoints;

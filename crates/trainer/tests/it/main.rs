@@ -4,6 +4,7 @@
 
 mod binary;
 mod common;
+mod disk;
 mod kill;
 mod phases;
 mod presets;
