@@ -79,7 +79,14 @@ pub fn try_chw_to_image(chw: &[f32], size: u32) -> Result<RgbImage, DataError> {
     Ok(chw_to_image(chw, size))
 }
 
-/// Decodes any supported image (JPEG, PNG, GIF) from memory to 8-bit RGB.
+/// The largest image side [`decode_image`] accepts (face crops are far smaller).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most bytes [`decode_image`] lets a decoder allocate for one image (its pixels and
+/// its own buffers).
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
+/// Decodes any supported image (JPEG, PNG, GIF) from memory to 8-bit RGB, refusing one
+/// whose header claims more than [`MAX_IMAGE_SIDE`] a side or [`MAX_DECODED_BYTES`].
 ///
 /// The EXIF orientation is applied; grayscale, gray+alpha, RGBA (alpha dropped), CMYK
 /// JPEGs and 16-bit images are converted. `location` names the input in errors.
@@ -95,6 +102,23 @@ pub fn decode_image(bytes: &[u8], location: &str) -> Result<RgbImage, DataError>
         return Err(err("not a recognised image format".to_string()));
     }
     let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
+    // The header's claimed size is checked before anything is allocated: `from_decoder`
+    // allocates `total_bytes()` at once, so a 48-byte GIF claiming 28 000 × 28 000 pixels
+    // would otherwise take gigabytes (found by `fuzz/`, kept in fuzz/regressions/).
+    let (w, h) = decoder.dimensions();
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(err(format!(
+            "image claims {w}×{h} pixels ({} MiB decoded); the limit is {MAX_IMAGE_SIDE} \
+             pixels a side and {} MiB",
+            decoder.total_bytes() >> 20,
+            MAX_DECODED_BYTES >> 20
+        )));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    decoder.set_limits(limits).map_err(|e| err(e.to_string()))?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);

@@ -65,3 +65,41 @@ fn seeds_are_valid_inputs() {
         osips_data::decode_image(image, "seed").expect("its image decodes");
     }
 }
+
+/// The out-of-memory inputs found so far are images whose headers claim gigabytes: each
+/// must now be refused by the size check, before the decoder allocates.
+#[test]
+fn images_that_claimed_gigabytes_are_refused_before_decoding() {
+    let claims_too_much = |bytes: &[u8], what: &str| {
+        let t0 = std::time::Instant::now();
+        let err = osips_data::decode_image(bytes, what).expect_err(what);
+        assert!(err.to_string().contains("the limit is"), "{what}: {err}");
+        assert!(
+            t0.elapsed().as_secs_f64() < 1.0,
+            "{what}: {:?}",
+            t0.elapsed()
+        );
+    };
+    for path in inputs("regressions", "image_decode") {
+        claims_too_much(
+            &std::fs::read(&path).expect("read"),
+            &path.display().to_string(),
+        );
+    }
+    for path in inputs("regressions", "tsv_line") {
+        let line = std::fs::read(&path).expect("read");
+        let record = osips_data::source::tsv::parse_tsv_line(&line, "regression").expect("TSV");
+        // A PNG: under `cfg(fuzzing)` the png crate skips CRC checks, so on stable its
+        // (mutated) IHDR fails the CRC first. Either way it must be refused at once.
+        let t0 = std::time::Instant::now();
+        assert!(osips_data::decode_image(&record.face_data, "regression").is_err());
+        assert!(t0.elapsed().as_secs_f64() < 1.0, "{}", path.display());
+    }
+    let packs = inputs("regressions", "recordio");
+    assert!(!packs.is_empty());
+    for path in packs {
+        let t0 = std::time::Instant::now();
+        osips_fuzz::recordio(&std::fs::read(&path).expect("read"));
+        assert!(t0.elapsed().as_secs_f64() < 1.0, "{}", path.display());
+    }
+}
