@@ -62,7 +62,8 @@ impl ParamSet {
     /// A set that will be overwritten from the safetensors file `path`: building a network
     /// in it may allocate no more f32 scalars than the file could hold (its size / 4).
     /// A config from an untrusted checkpoint that asks for absurd widths is then an error
-    /// naming the file, before the allocation, not an out-of-memory abort.
+    /// naming the file, before the allocation, not an out-of-memory abort. Its variables
+    /// start at zero rather than random: they are about to be overwritten.
     pub fn for_file(seed: u64, path: &Path) -> Result<Self> {
         let len = std::fs::metadata(path)
             .map_err(|e| ModelError::io(path, e))?
@@ -295,7 +296,13 @@ impl SimpleBackend for StrictBackend {
             }
             budget.left -= n;
         }
-        let value = init_tensor(&shape, init, hash_name(self.set.seed, name), dev)?;
+        // A set about to be loaded skips the random initialisation (its values are
+        // overwritten); the paper preset's tens of millions of normals cost seconds.
+        let value = if self.set.budget.is_some() {
+            Tensor::zeros(shape, DType::F32, dev)?
+        } else {
+            init_tensor(&shape, init, hash_name(self.set.seed, name), dev)?
+        };
         let var = Var::from_tensor(&value.to_dtype(dtype)?)?;
         let mut data = self.set.lock_data();
         data.insert(name.to_string(), var.clone());
