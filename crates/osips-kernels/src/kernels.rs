@@ -73,6 +73,9 @@ fn gemm_par(nt: usize) -> Parallelism {
 pub fn conv_fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.x_len());
     assert_eq!(w.len(), g.w_len());
+    if crate::direct::applies(g) {
+        return crate::direct::fwd(g, x, w);
+    }
     let mut y = vec![0f32; g.y_len()];
     if y.is_empty() {
         return y;
@@ -197,6 +200,9 @@ pub fn conv_input_grad_into(g: &Geom, gy: &[f32], w: &[f32], dx: &mut [f32]) {
     if dx.is_empty() || gy.is_empty() {
         return;
     }
+    if crate::direct::applies(g) {
+        return crate::direct::input_grad_into(g, gy, w, dx);
+    }
     let (xs, ys) = (g.c_in * g.hw(), g.c_out * g.ohw());
     let nt = threads();
     let gs = group_size(g, GROUP_COLS, nt);
@@ -317,6 +323,9 @@ pub fn conv_weight_grad(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let (kd, ohw, hw) = (g.kdim(), g.ohw(), g.hw());
     if wl == 0 || ohw == 0 || g.n == 0 {
         return vec![0f32; wl];
+    }
+    if crate::direct::applies(g) {
+        return crate::direct::weight_grad(g, x, gy);
     }
     let (xs, ys) = (g.c_in * hw, g.c_out * ohw);
     let nt = threads();

@@ -22,6 +22,7 @@
 //! results mean the same everywhere. Non-contiguous inputs are made contiguous first.
 
 mod channel;
+mod direct;
 mod geom;
 mod kernels;
 mod pointwise;

@@ -376,3 +376,32 @@ fn stride2_mixed_remainders() -> Result<()> {
     );
     check(case, 0)
 }
+
+/// Layers with at most 4 output channels at stride 1 take the direct kernels (the
+/// generator's RGB conv): every kernel size 1 to 5 with every padding below it, output
+/// rows from one vector wide (8) to odd widths with a remainder, batch 1 and 3.
+#[test]
+fn direct_path_few_output_channels() -> Result<()> {
+    let mut seed = 0;
+    for k in 1..=5usize {
+        for pad in 0..k.min(3) {
+            for (c_out, ow, n) in [(1, 8, 1), (3, 13, 3), (4, 21, 1), (2, 9, 3)] {
+                let w = ow + k - 1 - 2 * pad;
+                let case = Case {
+                    n,
+                    c_in: [1, 5, 32][seed % 3],
+                    c_out,
+                    h: 3 + seed % 5 + k,
+                    w,
+                    k,
+                    stride: 1,
+                    pad,
+                    up: 1,
+                };
+                check(case, seed as u64)?;
+                seed += 1;
+            }
+        }
+    }
+    Ok(())
+}
