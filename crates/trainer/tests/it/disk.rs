@@ -85,6 +85,21 @@ fn fill(dir: &Path, leave: u64) {
     assert!(free(dir) <= leave + 4096, "the disk is not full");
 }
 
+fn resume(run: &str, steps: u64) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .env("RAYON_NUM_THREADS", "2")
+        .args([
+            "--resume",
+            run,
+            "--steps",
+            &steps.to_string(),
+            "--quiet",
+            "--no-eval",
+        ])
+        .output()
+        .expect("resume")
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
@@ -150,11 +165,7 @@ fn a_disk_full_at_checkpoint_time_keeps_the_previous_checkpoint() {
     // Room for a few stats lines, not for a checkpoint.
     fill(disk.path(), 24 * 1024);
     let run_arg = run.to_string_lossy().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .env("RAYON_NUM_THREADS", "2")
-        .args(["--resume", &run_arg, "--steps", "4", "--quiet", "--no-eval"])
-        .output()
-        .expect("resume");
+    let out = resume(&run_arg, 4);
     assert!(!out.status.success(), "the checkpoint cannot fit");
     let err = stderr(&out);
     eprintln!("{err}");
@@ -178,11 +189,7 @@ fn a_disk_full_at_checkpoint_time_keeps_the_previous_checkpoint() {
 
     // Once there is room again, the run resumes from it.
     std::fs::remove_file(disk.path().join("filler")).expect("free");
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .env("RAYON_NUM_THREADS", "2")
-        .args(["--resume", &run_arg, "--steps", "4", "--quiet", "--no-eval"])
-        .output()
-        .expect("resume");
+    let out = resume(&run_arg, 4);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(run.join("checkpoints/step-00000004/state.json").is_file());
 }
