@@ -50,9 +50,10 @@ impl Trainer {
     fn build(config: RunConfig, device: &Device, checkpoint: Option<&Path>) -> Result<Self> {
         config.validate()?;
         // Find the weights before building anything: a missing download fails at once.
-        let vgg = match config.init {
-            TrunkInit::Vgg16 => Some(crate::vgg_weights_path()?),
-            TrunkInit::Random => None,
+        // A resumed run overwrites the trunks from its checkpoint and needs none.
+        let vgg = match (config.init, checkpoint) {
+            (TrunkInit::Vgg16, None) => Some(crate::vgg_weights_path()?),
+            _ => None,
         };
         let nets = match checkpoint {
             Some(dir) => Networks::for_checkpoint(&config.model, config.seed, device, dir)?,
