@@ -657,6 +657,9 @@ mod tests {
                 identity_cosine: 0.9,
                 identity_cosine_baseline: 0.8,
                 reconstruction_psnr: 18.0,
+                identity_top1_baseline_source: 0.15,
+                attribute_top1_baseline_attribute: 0.6,
+                encoder_identity_top1: 0.4,
             };
             std::fs::write(dir.join("eval.json"), serde_json::to_vec(&eval)?)?;
             dirs.push(dir);

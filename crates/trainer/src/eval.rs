@@ -7,6 +7,9 @@
 //!   attr_a, is y the nearest to x′ (pixel L2)? Chance is 10 %;
 //! - attribute retrieval top-1: among y and 9 renders of id_s with other attributes, is y
 //!   the nearest to x′? Chance is 10 %;
+//! - both retrievals also for the baselines (x_s, resp. x_a, in place of x′), and identity
+//!   retrieval by the identity encoder alone (f_I(y) against f_I of the 9 others, nearest
+//!   to f_I(x_s) by cosine): the most G could carry over from the vector it is given;
 //! - identity cosine cos(f_I(x′), f_I(x_s)) against the baseline cos(f_I(x_a), f_I(x_s));
 //! - reconstruction PSNR of G(f_I(x_s), μ(x_s)) against x_s.
 //!
@@ -45,6 +48,17 @@ pub struct EvalReport {
     pub identity_cosine: f64,
     pub identity_cosine_baseline: f64,
     pub reconstruction_psnr: f64,
+    /// Identity retrieval with x_s in place of x′ (the "return x_s" baseline).
+    #[serde(default)]
+    pub identity_top1_baseline_source: f64,
+    /// Attribute retrieval with x_a in place of x′ (the "return x_a" baseline).
+    #[serde(default)]
+    pub attribute_top1_baseline_attribute: f64,
+    /// The identity encoder alone: among y and the 9 other identities rendered with
+    /// attr_a, is f_I(y) the nearest (cosine) to f_I(x_s)? What G could at best carry over
+    /// from the identity vector it is given.
+    #[serde(default)]
+    pub encoder_identity_top1: f64,
 }
 
 impl std::fmt::Display for EvalReport {
@@ -66,10 +80,17 @@ impl std::fmt::Display for EvalReport {
         )?;
         writeln!(
             f,
-            "  identity retrieval top-1 {:.1} %   attribute retrieval top-1 {:.1} %   (chance {:.1} %)",
+            "  identity retrieval top-1 {:.1} %   attribute retrieval top-1 {:.1} %   (chance {:.1} %; baselines x_s {:.1} %, x_a {:.1} %)",
             100.0 * self.identity_top1,
             100.0 * self.attribute_top1,
-            100.0 * self.chance_top1
+            100.0 * self.chance_top1,
+            100.0 * self.identity_top1_baseline_source,
+            100.0 * self.attribute_top1_baseline_attribute
+        )?;
+        writeln!(
+            f,
+            "  identity encoder alone: top-1 {:.1} % (f_I(y) nearest to f_I(x_s) among 10 identities)",
+            100.0 * self.encoder_identity_top1
         )?;
         writeln!(
             f,
@@ -209,6 +230,26 @@ pub fn evaluate_networks(
         let swapped = nets.generator.forward_t(&id_source, &z_attribute, false)?;
         let reconstructed = nets.generator.forward_t(&id_source, &z_source, false)?;
         let id_swapped = nets.identity.forward_t(&swapped, false)?.identity;
+        // f_I of y and of the other identities with attr_a, case by case.
+        let mut encoder_hits = Vec::with_capacity(cases.len());
+        for (i, case) in cases.iter().enumerate() {
+            let mut data = case.truth.clone();
+            for c in &case.identity_candidates {
+                data.extend_from_slice(c);
+            }
+            let images = image_tensor(
+                &ImageBatch {
+                    data,
+                    n: CANDIDATES,
+                    size: size as usize,
+                },
+                nets.device,
+            )?;
+            let ids = nets.identity.forward_t(&images, false)?.identity;
+            let query = id_source.narrow(0, i, 1)?.broadcast_as(ids.shape())?;
+            let cos: Vec<f32> = cosine(&ids, &query.contiguous()?)?.to_vec1()?;
+            encoder_hits.push(cos[1..].iter().all(|&c| c < cos[0]));
+        }
         let cos_swap: Vec<f32> = cosine(&id_swapped, &id_source)?.to_vec1()?;
         let cos_base: Vec<f32> = cosine(&id_attribute, &id_source)?.to_vec1()?;
         let swapped: Vec<f32> = swapped.flatten_all()?.to_vec1()?;
@@ -224,6 +265,7 @@ pub fn evaluate_networks(
                 size as usize,
                 f64::from(cos_swap[i]),
                 f64::from(cos_base[i]),
+                encoder_hits[i],
             );
         }
         bar.inc((end - start) as u64);
@@ -246,6 +288,9 @@ struct Sums {
     cosine: f64,
     cosine_baseline: f64,
     reconstruction_psnr: f64,
+    identity_hits_source: f64,
+    attribute_hits_attribute: f64,
+    encoder_identity_hits: f64,
 }
 
 impl Sums {
@@ -257,6 +302,7 @@ impl Sums {
         size: usize,
         cos: f64,
         cos_base: f64,
+        encoder_hit: bool,
     ) {
         self.count += 1.0;
         self.swap_psnr += psnr(swapped, &case.truth);
@@ -266,14 +312,19 @@ impl Sums {
         self.source_psnr += psnr(&case.source, &case.truth);
         self.source_ssim += ssim(&case.source, &case.truth, size);
         self.reconstruction_psnr += psnr(reconstructed, &case.source);
-        let truth_distance = squared_distance(swapped, &case.truth);
-        let nearest = |candidates: &[Vec<f32>]| {
-            candidates
+        // Is y nearer to `query` (pixel L2) than every candidate?
+        let nearest = |query: &[f32], candidates: &[Vec<f32>]| {
+            let truth_distance = squared_distance(query, &case.truth);
+            let hit = candidates
                 .iter()
-                .all(|c| squared_distance(swapped, c) > truth_distance)
+                .all(|c| squared_distance(query, c) > truth_distance);
+            f64::from(u8::from(hit))
         };
-        self.identity_hits += f64::from(u8::from(nearest(&case.identity_candidates)));
-        self.attribute_hits += f64::from(u8::from(nearest(&case.attribute_candidates)));
+        self.identity_hits += nearest(swapped, &case.identity_candidates);
+        self.attribute_hits += nearest(swapped, &case.attribute_candidates);
+        self.identity_hits_source += nearest(&case.source, &case.identity_candidates);
+        self.attribute_hits_attribute += nearest(&case.attribute, &case.attribute_candidates);
+        self.encoder_identity_hits += f64::from(u8::from(encoder_hit));
         self.cosine += cos;
         self.cosine_baseline += cos_base;
     }
@@ -295,6 +346,9 @@ impl Sums {
             identity_cosine: self.cosine / c,
             identity_cosine_baseline: self.cosine_baseline / c,
             reconstruction_psnr: self.reconstruction_psnr / c,
+            identity_top1_baseline_source: self.identity_hits_source / c,
+            attribute_top1_baseline_attribute: self.attribute_hits_attribute / c,
+            encoder_identity_top1: self.encoder_identity_hits / c,
         }
     }
 }

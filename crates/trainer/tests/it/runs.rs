@@ -68,6 +68,18 @@ fn a_run_writes_its_directory() {
     );
     let eval = summary.eval.expect("evaluation");
     assert!(eval.swap_psnr.is_finite());
+    for share in [
+        eval.identity_top1,
+        eval.attribute_top1,
+        eval.identity_top1_baseline_source,
+        eval.attribute_top1_baseline_attribute,
+        eval.encoder_identity_top1,
+    ] {
+        assert!((0.0..=1.0).contains(&share), "{eval:?}");
+    }
+    // x_a shares its attributes with the truth y, so as a guess for the attribute
+    // retrieval it beats chance by far, whatever the networks.
+    assert!(eval.attribute_top1_baseline_attribute > 0.5, "{eval:?}");
     // A second run gets the next number.
     let second = run(micro_config(), &options(root.path())).expect("second run");
     assert!(second
