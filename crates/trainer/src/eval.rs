@@ -258,20 +258,31 @@ pub fn evaluate_networks(
         for (i, case) in cases.iter().enumerate() {
             let x = &swapped[i * per..(i + 1) * per];
             let r = &reconstructed[i * per..(i + 1) * per];
-            sums.add(
-                case,
-                x,
-                r,
-                size as usize,
-                f64::from(cos_swap[i]),
-                f64::from(cos_base[i]),
-                encoder_hits[i],
-            );
+            let out = CaseOutputs {
+                swapped: x,
+                reconstructed: r,
+                cos: f64::from(cos_swap[i]),
+                cos_base: f64::from(cos_base[i]),
+                encoder_hit: encoder_hits[i],
+            };
+            sums.add(case, &out, size as usize);
         }
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
     Ok(sums.report(n, step))
+}
+
+/// What the networks made of one case.
+#[derive(Clone, Copy)]
+struct CaseOutputs<'a> {
+    swapped: &'a [f32],
+    reconstructed: &'a [f32],
+    /// cos(f_I(x′), f_I(x_s)) and the baseline cos(f_I(x_a), f_I(x_s)).
+    cos: f64,
+    cos_base: f64,
+    /// Whether f_I(y) is the nearest to f_I(x_s) among the identity candidates.
+    encoder_hit: bool,
 }
 
 #[derive(Default)]
@@ -294,16 +305,14 @@ struct Sums {
 }
 
 impl Sums {
-    fn add(
-        &mut self,
-        case: &Case,
-        swapped: &[f32],
-        reconstructed: &[f32],
-        size: usize,
-        cos: f64,
-        cos_base: f64,
-        encoder_hit: bool,
-    ) {
+    fn add(&mut self, case: &Case, out: &CaseOutputs<'_>, size: usize) {
+        let CaseOutputs {
+            swapped,
+            reconstructed,
+            cos,
+            cos_base,
+            encoder_hit,
+        } = *out;
         self.count += 1.0;
         self.swap_psnr += psnr(swapped, &case.truth);
         self.swap_ssim += ssim(swapped, &case.truth, size);
