@@ -660,6 +660,8 @@ mod tests {
                 identity_top1_baseline_source: 0.15,
                 attribute_top1_baseline_attribute: 0.6,
                 encoder_identity_top1: 0.4,
+                identity_effect: 0.5,
+                attribute_effect: 0.9,
             };
             std::fs::write(dir.join("eval.json"), serde_json::to_vec(&eval)?)?;
             dirs.push(dir);

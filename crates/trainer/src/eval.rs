@@ -10,6 +10,8 @@
 //! - both retrievals also for the baselines (x_s, resp. x_a, in place of x′), and identity
 //!   retrieval by the identity encoder alone (f_I(y) against f_I of the 9 others, nearest
 //!   to f_I(x_s) by cosine): the most G could carry over from the vector it is given;
+//! - how much x′ moves when only the identity vector, or only z, changes, as a share of how
+//!   much the ground truth moves (1: as much as the renderer);
 //! - identity cosine cos(f_I(x′), f_I(x_s)) against the baseline cos(f_I(x_a), f_I(x_s));
 //! - reconstruction PSNR of G(f_I(x_s), μ(x_s)) against x_s.
 //!
@@ -59,6 +61,15 @@ pub struct EvalReport {
     /// from the identity vector it is given.
     #[serde(default)]
     pub encoder_identity_top1: f64,
+    /// How much G's output changes when only the identity vector changes (x_s's against
+    /// x_a's, z = μ(x_a) fixed), as a share of how much the ground truth changes
+    /// (y against x_a); 1 is as much as the renderer.
+    #[serde(default)]
+    pub identity_effect: f64,
+    /// The same for a change of the attributes only (μ(x_a) against μ(x_s), identity
+    /// fixed; truth: y against x_s).
+    #[serde(default)]
+    pub attribute_effect: f64,
 }
 
 impl std::fmt::Display for EvalReport {
@@ -91,6 +102,11 @@ impl std::fmt::Display for EvalReport {
             f,
             "  identity encoder alone: top-1 {:.1} % (f_I(y) nearest to f_I(x_s) among 10 identities)",
             100.0 * self.encoder_identity_top1
+        )?;
+        writeln!(
+            f,
+            "  output change for an identity change {:.2}, for an attribute change {:.2} (ground truth: 1)",
+            self.identity_effect, self.attribute_effect
         )?;
         writeln!(
             f,
@@ -229,6 +245,11 @@ pub fn evaluate_networks(
         let z_source = nets.attribute.forward_t(&source, false)?.mean;
         let swapped = nets.generator.forward_t(&id_source, &z_attribute, false)?;
         let reconstructed = nets.generator.forward_t(&id_source, &z_source, false)?;
+        // x_a's own identity with x_a's attributes: differs from x′ in the identity only.
+        let other_identity = nets
+            .generator
+            .forward_t(&id_attribute, &z_attribute, false)?;
+        let other_identity: Vec<f32> = other_identity.flatten_all()?.to_vec1()?;
         let id_swapped = nets.identity.forward_t(&swapped, false)?.identity;
         // f_I of y and of the other identities with attr_a, case by case.
         let mut encoder_hits = Vec::with_capacity(cases.len());
@@ -261,6 +282,7 @@ pub fn evaluate_networks(
             let out = CaseOutputs {
                 swapped: x,
                 reconstructed: r,
+                other_identity: &other_identity[i * per..(i + 1) * per],
                 cos: f64::from(cos_swap[i]),
                 cos_base: f64::from(cos_base[i]),
                 encoder_hit: encoder_hits[i],
@@ -278,6 +300,8 @@ pub fn evaluate_networks(
 struct CaseOutputs<'a> {
     swapped: &'a [f32],
     reconstructed: &'a [f32],
+    /// G(f_I(x_a), μ(x_a)): x′ with the identity changed to x_a's.
+    other_identity: &'a [f32],
     /// cos(f_I(x′), f_I(x_s)) and the baseline cos(f_I(x_a), f_I(x_s)).
     cos: f64,
     cos_base: f64,
@@ -302,6 +326,10 @@ struct Sums {
     identity_hits_source: f64,
     attribute_hits_attribute: f64,
     encoder_identity_hits: f64,
+    identity_change: f64,
+    identity_change_truth: f64,
+    attribute_change: f64,
+    attribute_change_truth: f64,
 }
 
 impl Sums {
@@ -309,6 +337,7 @@ impl Sums {
         let CaseOutputs {
             swapped,
             reconstructed,
+            other_identity,
             cos,
             cos_base,
             encoder_hit,
@@ -334,6 +363,12 @@ impl Sums {
         self.identity_hits_source += nearest(&case.source, &case.identity_candidates);
         self.attribute_hits_attribute += nearest(&case.attribute, &case.attribute_candidates);
         self.encoder_identity_hits += f64::from(u8::from(encoder_hit));
+        // How much the output moves when only the identity, or only the attributes,
+        // change, against how much the ground truth moves.
+        self.identity_change += squared_distance(swapped, other_identity);
+        self.identity_change_truth += squared_distance(&case.truth, &case.attribute);
+        self.attribute_change += squared_distance(swapped, reconstructed);
+        self.attribute_change_truth += squared_distance(&case.truth, &case.source);
         self.cosine += cos;
         self.cosine_baseline += cos_base;
     }
@@ -358,6 +393,10 @@ impl Sums {
             identity_top1_baseline_source: self.identity_hits_source / c,
             attribute_top1_baseline_attribute: self.attribute_hits_attribute / c,
             encoder_identity_top1: self.encoder_identity_hits / c,
+            identity_effect: self.identity_change
+                / self.identity_change_truth.max(f64::MIN_POSITIVE),
+            attribute_effect: self.attribute_change
+                / self.attribute_change_truth.max(f64::MIN_POSITIVE),
         }
     }
 }

@@ -80,6 +80,10 @@ fn a_run_writes_its_directory() {
     // x_a shares its attributes with the truth y, so as a guess for the attribute
     // retrieval it beats chance by far, whatever the networks.
     assert!(eval.attribute_top1_baseline_attribute > 0.5, "{eval:?}");
+    assert!(
+        eval.identity_effect > 0.0 && eval.attribute_effect > 0.0,
+        "{eval:?}"
+    );
     // A second run gets the next number.
     let second = run(micro_config(), &options(root.path())).expect("second run");
     assert!(second
