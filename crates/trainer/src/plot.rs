@@ -179,6 +179,9 @@ pub fn draw_panels(panels: &[Panel], columns: usize, out: &Path) -> Result<()> {
                 chart
                     .configure_mesh()
                     .x_desc("step")
+                    // Steps are whole numbers; a few labels keep them from running together.
+                    .x_labels(6)
+                    .x_label_formatter(&|x| format!("{x:.0}"))
                     .draw()
                     .map_err(|e| err(&e))?;
             }
