@@ -80,7 +80,8 @@ pub struct TrainArgs {
     /// Override any config key, e.g. --set loss.transform_lambda=0.01 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Continue a run directory from its newest checkpoint.
+    /// Continue a run directory from its newest checkpoint, with the run's own config (flags
+    /// such as --steps, --minutes or --set override it).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
     /// Where run directories are created.
