@@ -17,8 +17,11 @@ use osips_models::{
 };
 use trainer::RunConfig;
 
+/// A fuzz target's body: any bytes in, a return (never a panic or an abort).
+pub type Body = fn(&[u8]);
+
 /// The targets, by the names `fuzz/` and its folders use.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Body); 5] = [
     ("tsv_line", tsv_line),
     ("recordio", recordio),
     ("config", config),
