@@ -56,6 +56,23 @@ fn has_fma() -> bool {
     false
 }
 
+/// Calls `$fast(args)` (compiled with AVX2 + FMA) when `$fma`, else `$plain(args)`.
+/// One place for the dispatch and its safety argument.
+macro_rules! with_fma {
+    ($fma:expr, $fast:ident, $plain:expr, ($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        if $fma {
+            #[allow(unsafe_code)]
+            // SAFETY: `$fma` comes from `has_fma`, which checked at run time that this CPU
+            // has AVX2 and FMA, the only requirement for calling a function compiled with
+            // them enabled.
+            return unsafe { $fast($($arg),*) };
+        }
+        let _ = $fma;
+        $plain($($arg),*)
+    }};
+}
+
 #[inline(always)]
 fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
@@ -134,18 +151,7 @@ pub fn fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
     y.par_chunks_mut(ys)
         .zip(x.par_chunks(xs))
         .for_each_init(Vec::new, |xp, (yi, xi)| {
-            #[cfg(target_arch = "x86_64")]
-            if fma {
-                #[allow(unsafe_code)]
-                // SAFETY: `has_fma` checked at run time that this CPU has AVX2 and FMA,
-                // the only requirement for calling a function compiled with them enabled.
-                unsafe {
-                    fwd_image_fma(g, xi, w, yi, xp)
-                };
-                return;
-            }
-            let _ = fma;
-            fwd_image::<false>(g, xi, w, yi, xp);
+            with_fma!(fma, fwd_image_fma, fwd_image::<false>, (g, xi, w, yi, xp))
         });
     y
 }
@@ -195,17 +201,12 @@ pub fn input_grad_into(g: &Geom, gy: &[f32], w: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(xs)
         .zip(gy.par_chunks(ys))
         .for_each_init(Vec::new, |gp, (dxi, gyi)| {
-            #[cfg(target_arch = "x86_64")]
-            if fma {
-                #[allow(unsafe_code)]
-                // SAFETY: as in `fwd`: AVX2 and FMA were detected at run time.
-                unsafe {
-                    dgrad_image_fma(g, gyi, w, dxi, gp)
-                };
-                return;
-            }
-            let _ = fma;
-            dgrad_image::<false>(g, gyi, w, dxi, gp);
+            with_fma!(
+                fma,
+                dgrad_image_fma,
+                dgrad_image::<false>,
+                (g, gyi, w, dxi, gp)
+            )
         });
 }
 
@@ -268,19 +269,17 @@ pub fn weight_grad(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
         .zip(gy.par_chunks(ys))
         .fold(
             || (vec![0f32; wl], Vec::new()),
-            |(mut dw, mut scratch), (xi, gyi)| {
-                #[cfg(target_arch = "x86_64")]
-                if fma {
-                    #[allow(unsafe_code)]
-                    // SAFETY: as in `fwd`: AVX2 and FMA were detected at run time.
-                    unsafe {
-                        wgrad_image_fma(g, xi, gyi, &mut dw, &mut scratch)
-                    };
-                    return (dw, scratch);
-                }
-                let _ = fma;
-                wgrad_image::<false>(g, xi, gyi, &mut dw, &mut scratch);
-                (dw, scratch)
+            |(mut dw, mut xp), (xi, gyi)| {
+                let step = |dw: &mut [f32], xp: &mut Vec<f32>| {
+                    with_fma!(
+                        fma,
+                        wgrad_image_fma,
+                        wgrad_image::<false>,
+                        (g, xi, gyi, dw, xp)
+                    )
+                };
+                step(&mut dw, &mut xp);
+                (dw, xp)
             },
         )
         .map(|(dw, _)| dw)

@@ -78,3 +78,8 @@ pub fn checkpoint_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// Whether the slow tests (soak, the long kill run) were asked for: `OSIPS_SLOW_TESTS=1`.
+pub fn slow_tests() -> bool {
+    std::env::var("OSIPS_SLOW_TESTS").is_ok_and(|v| v == "1")
+}

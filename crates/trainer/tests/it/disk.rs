@@ -104,6 +104,14 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// The run must have failed; its stderr, also printed for the record.
+fn refused(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure: {}", stderr(out));
+    let err = stderr(out);
+    eprintln!("{err}");
+    err
+}
+
 #[test]
 fn a_run_directory_that_cannot_be_created_is_one_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -111,9 +119,7 @@ fn a_run_directory_that_cannot_be_created_is_one_clear_error() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a folder").expect("write");
     let out = trainer(&["--steps", "1"], &config, &file.join("runs"));
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    eprintln!("{err}");
+    let err = refused(&out);
     assert!(err.contains("a-file"), "{err}");
     assert!(
         err.lines().count() <= 3,
@@ -130,9 +136,7 @@ fn a_read_only_or_full_disk_is_refused_before_training() {
         return;
     };
     let out = trainer(&["--steps", "1"], &config, &ro.path().join("runs"));
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    eprintln!("{err}");
+    let err = refused(&out);
     assert!(err.contains("Read-only file system"), "{err}");
     assert!(!err.contains("step"), "refused before training: {err}");
 
@@ -141,9 +145,7 @@ fn a_read_only_or_full_disk_is_refused_before_training() {
     };
     fill(full.path(), 0);
     let out = trainer(&["--steps", "1"], &config, &full.path().join("runs"));
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    eprintln!("{err}");
+    let err = refused(&out);
     assert!(err.contains("No space left on device"), "{err}");
 }
 
@@ -166,9 +168,7 @@ fn a_disk_full_at_checkpoint_time_keeps_the_previous_checkpoint() {
     fill(disk.path(), 24 * 1024);
     let run_arg = run.to_string_lossy().to_string();
     let out = resume(&run_arg, 4);
-    assert!(!out.status.success(), "the checkpoint cannot fit");
-    let err = stderr(&out);
-    eprintln!("{err}");
+    let err = refused(&out);
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains("checkpoints"), "names the checkpoint: {err}");
 

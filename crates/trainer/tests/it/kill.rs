@@ -14,7 +14,7 @@ use candle_core::Device;
 use trainer::run::list_checkpoints;
 use trainer::{RunConfig, Trainer};
 
-use crate::common::micro_config;
+use crate::common::{micro_config, slow_tests};
 
 fn kills() -> usize {
     if let Some(n) = std::env::var("OSIPS_KILLS")
@@ -23,7 +23,7 @@ fn kills() -> usize {
     {
         return n;
     }
-    if std::env::var("OSIPS_SLOW_TESTS").is_ok_and(|v| v == "1") {
+    if slow_tests() {
         30
     } else {
         6

@@ -20,12 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::slow_tests;
+
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const MAX_SLOPE_MIB_PER_HOUR: f64 = 16.0;
-
-fn slow_tests() -> bool {
-    std::env::var("OSIPS_SLOW_TESTS").is_ok_and(|v| v == "1")
-}
 
 /// Resident set size of a live process in MiB, from `/proc/<pid>/status` (Linux).
 fn rss_mib(pid: u32) -> Option<f64> {
