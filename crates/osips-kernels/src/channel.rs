@@ -80,6 +80,7 @@ impl CustomOp2 for SumDotOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l1.dims()));
         let p = planes_of(l1.shape())?;
         if l1.shape() != l2.shape() || self.center.len() != p.c {
             candle_core::bail!("osips-kernels: channel sum-dot shape mismatch");
@@ -100,6 +101,7 @@ impl CustomOp1 for ChannelSumOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l.dims()));
         let p = planes_of(l.shape())?;
         let g = f32_slice(s, l, "gradient")?;
         Ok((
@@ -164,6 +166,8 @@ impl CustomOp1 for AffineOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _span =
+            crate::profile::Span::new(|| format!("{} {:?}", CustomOp1::name(self), l.dims()));
         self.run((s, l), None)
     }
 }
@@ -180,6 +184,8 @@ impl CustomOp2 for AffineOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _span =
+            crate::profile::Span::new(|| format!("{} {:?}", CustomOp2::name(self), l1.dims()));
         self.run((s1, l1), Some((s2, l2)))
     }
 }
@@ -280,6 +286,7 @@ impl CustomOp3 for BnTrainOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l1.dims()));
         let p = planes_of(l1.shape())?;
         let x = f32_slice(s1, l1, "input")?;
         let w = channel_vec(s2, l2, p.c, "weight")?;
@@ -353,6 +360,7 @@ impl CustomOp1 for StatsOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l.dims()));
         let p = planes_of(l.shape())?;
         let x = f32_slice(s, l, "input")?;
         let (mut mean, var) = pointwise::channel_stats(p, x);
@@ -485,6 +493,7 @@ impl CustomOp3 for ScaleShiftOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l1.dims()));
         let p = planes_of(l1.shape())?;
         let x = f32_slice(s1, l1, "input")?;
         let a = channel_vec(s2, l2, p.c, "scale")?;
@@ -585,6 +594,7 @@ impl CustomOp2 for BiasOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l1.dims()));
         let p = planes_of(l1.shape())?;
         let x = f32_slice(s1, l1, "input")?;
         let k = channel_vec(s2, l2, p.c, "bias")?;
@@ -637,6 +647,7 @@ impl CustomOp1 for ActOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l.dims()));
         let x = f32_slice(s, l, "input")?;
         Ok((
             CpuStorage::F32(pointwise::activation_fwd(self.0, x)),
@@ -674,6 +685,7 @@ impl CustomOp2 for ActBwdOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l1.dims()));
         if l1.shape() != l2.shape() {
             candle_core::bail!("osips-kernels: activation gradient shape mismatch");
         }
@@ -716,6 +728,7 @@ impl CustomOp1 for MaxPoolOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l.dims()));
         let (n, c, h, w) = l.shape().dims4()?;
         let x = f32_slice(s, l, "input")?;
         let y = pointwise::max_pool2_fwd(n * c, h, w, x);
@@ -741,6 +754,7 @@ impl CustomOp2 for MaxPoolBwdOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _span = crate::profile::Span::new(|| format!("{} {:?}", self.name(), l1.dims()));
         let (n, c, h, w) = l1.shape().dims4()?;
         if l2.shape().dims4()? != (n, c, h / 2, w / 2) {
             candle_core::bail!("osips-kernels: max-pool gradient shape mismatch");

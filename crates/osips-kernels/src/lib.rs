@@ -26,6 +26,7 @@ mod direct;
 mod geom;
 mod kernels;
 mod pointwise;
+pub mod profile;
 mod sgemm;
 mod subpixel;
 
@@ -66,7 +67,44 @@ fn geom(
     Geom::new(x, w, up, stride, pad).map_err(candle_core::Error::msg)
 }
 
+/// The profile key of one conv pass: pass, channels, kernel, stride, upsampling, input.
+fn profile_key(pass: &str, g: &Geom) -> String {
+    format!(
+        "conv {pass:<5} {:>3}>{:<3} k{} s{} up{} [{}, {}, {}, {}]",
+        g.c_in, g.c_out, g.kh, g.stride, g.up, g.n, g.c_in, g.h, g.w
+    )
+}
+
+/// Nominal FLOPs of one pass (the upsampled conv counted as the plain conv it equals).
+fn pass_flops(g: &Geom) -> f64 {
+    2.0 * (g.n * g.c_out * g.kdim() * g.ohw()) as f64
+}
+
 fn conv_fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    profile::timed(
+        || profile_key("fwd", g),
+        pass_flops(g),
+        || conv_fwd_untimed(g, x, w),
+    )
+}
+
+fn conv_input_grad(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
+    profile::timed(
+        || profile_key("dgrad", g),
+        pass_flops(g),
+        || conv_input_grad_untimed(g, gy, w),
+    )
+}
+
+fn conv_weight_grad(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    profile::timed(
+        || profile_key("wgrad", g),
+        pass_flops(g),
+        || conv_weight_grad_untimed(g, x, gy),
+    )
+}
+
+fn conv_fwd_untimed(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
     if subpixel::applies(g) {
         subpixel::conv_fwd(g, x, w)
     } else {
@@ -74,7 +112,7 @@ fn conv_fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
     }
 }
 
-fn conv_input_grad(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
+fn conv_input_grad_untimed(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     if subpixel::applies(g) {
         subpixel::conv_input_grad(g, gy, w)
     } else {
@@ -82,7 +120,7 @@ fn conv_input_grad(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
     }
 }
 
-fn conv_weight_grad(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+fn conv_weight_grad_untimed(g: &Geom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     if subpixel::applies(g) {
         subpixel::conv_weight_grad(g, x, gy)
     } else {

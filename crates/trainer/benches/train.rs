@@ -7,7 +7,9 @@
 //! reconstruction batch and one transformation batch.
 //!
 //! Env: `OSIPS_PRESET=tiny|paper` (default tiny), `BENCH_ITERS` (default 20),
-//! `BENCH_WARMUP` (default 3), `BENCH_BATCH` (default 16), `RAYON_NUM_THREADS`.
+//! `BENCH_WARMUP` (default 3), `BENCH_BATCH` (default 16), `RAYON_NUM_THREADS`,
+//! `BENCH_PROFILE=1` (also print the wall time of the timed iterations by kernel op and
+//! shape, and the time outside those ops).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,11 +49,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for k in 0..warmup {
         trainer.train_step(&batches[k % batches.len()])?;
     }
+    let profiling = std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1");
+    osips_models::ops::profile::set_enabled(profiling);
     let mut times = Vec::with_capacity(iters);
     for k in 0..iters {
         let t = Instant::now();
         trainer.train_step(&batches[(warmup + k) % batches.len()])?;
         times.push(t.elapsed().as_secs_f64());
+    }
+    osips_models::ops::profile::set_enabled(false);
+    if profiling {
+        print_profile(&times);
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
@@ -77,4 +85,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pairs / median
     );
     Ok(())
+}
+
+/// The op table of the timed iterations, per iteration, biggest first; then the convs by
+/// pass and what lies outside the kernel ops.
+fn print_profile(times: &[f64]) {
+    let table = osips_models::ops::profile::take();
+    let iters = times.len() as f64;
+    let total: f64 = times.iter().sum::<f64>() / iters;
+    let mut rows: Vec<_> = table.into_iter().collect();
+    rows.sort_by(|a, b| b.1.seconds.total_cmp(&a.1.seconds));
+    println!("| op and input shape | calls / iter | ms / iter | share | GFLOP/s |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut by_kind: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut inside = 0.0;
+    for (key, e) in &rows {
+        let ms = e.seconds / iters * 1e3;
+        inside += e.seconds / iters;
+        let kind = key.split(" [").next().unwrap_or(key);
+        let kind = match key.strip_prefix("conv ") {
+            Some(rest) => format!("conv {}", rest.split_whitespace().next().unwrap_or("")),
+            None => kind.split_whitespace().next().unwrap_or(kind).to_string(),
+        };
+        *by_kind.entry(kind).or_default() += ms;
+        let gflops = if e.flops > 0.0 {
+            format!("{:.1}", e.flops / e.seconds / 1e9)
+        } else {
+            "—".into()
+        };
+        println!(
+            "| {key} | {:.0} | {ms:.1} | {:.1} % | {gflops} |",
+            e.calls as f64 / iters,
+            100.0 * ms / (total * 1e3)
+        );
+    }
+    println!();
+    println!("| group | ms / iter | share |");
+    println!("|---|---:|---:|");
+    let mut kinds: Vec<_> = by_kind.into_iter().collect();
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (kind, ms) in kinds {
+        println!("| {kind} | {ms:.1} | {:.1} % |", 100.0 * ms / (total * 1e3));
+    }
+    let outside = (total - inside).max(0.0);
+    println!(
+        "| outside the kernel ops (candle ops, autograd, Adam, EMA) | {:.1} | {:.1} % |",
+        outside * 1e3,
+        100.0 * outside / total
+    );
+    println!("| iteration (mean) | {:.1} | 100 % |", total * 1e3);
+    println!();
 }
