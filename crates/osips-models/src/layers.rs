@@ -81,7 +81,7 @@ impl Conv2d {
     /// # Shapes
     /// `[N, C_in, H, W]` → `[N, C_out, (H + 2p − K)/s + 1, (W + 2p − K)/s + 1]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = ops::conv2d(xs, &self.weight, self.stride, self.padding)?;
+        let ys = ops::conv2d(xs, &ops::param(&self.weight), self.stride, self.padding)?;
         self.add_bias(ys)
     }
 
@@ -90,14 +90,14 @@ impl Conv2d {
     /// # Shapes
     /// `[N, C_in, H, W]` → `[N, C_out, 2H + 2p − K + 1, 2W + 2p − K + 1]`.
     pub fn forward_upsample2x(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = ops::upsample2x_conv2d(xs, &self.weight, self.padding)?;
+        let ys = ops::upsample2x_conv2d(xs, &ops::param(&self.weight), self.padding)?;
         self.add_bias(ys)
     }
 
     fn add_bias(&self, ys: Tensor) -> Result<Tensor> {
         match &self.bias {
             None => Ok(ys),
-            Some(bias) => Ok(ops::add_channel_bias(&ys, bias)?),
+            Some(bias) => Ok(ops::add_channel_bias(&ys, &ops::param(bias))?),
         }
     }
 
@@ -154,12 +154,11 @@ impl BatchNorm {
         train: bool,
         act: Option<Activation>,
     ) -> Result<Tensor> {
+        let (weight, bias) = (ops::param(&self.weight), ops::param(&self.bias));
         if train {
             let out = match act {
-                None => ops::batch_norm_train(xs, &self.weight, &self.bias, self.eps)?,
-                Some(act) => {
-                    ops::batch_norm_train_act(xs, &self.weight, &self.bias, self.eps, act)?
-                }
+                None => ops::batch_norm_train(xs, &weight, &bias, self.eps)?,
+                Some(act) => ops::batch_norm_train_act(xs, &weight, &bias, self.eps, act)?,
             };
             let count = xs.elem_count() / self.weight.dim(0)?;
             let m = self.momentum;
@@ -179,8 +178,8 @@ impl BatchNorm {
             let scale = (self.running_var.as_tensor() + self.eps)?
                 .sqrt()?
                 .recip()?
-                .mul(&self.weight)?;
-            let shift = (&self.bias - self.running_mean.as_tensor().mul(&scale)?)?;
+                .mul(&weight)?;
+            let shift = (&bias - self.running_mean.as_tensor().mul(&scale)?)?;
             Ok(match act {
                 None => ops::channel_scale_shift(xs, &scale, &shift)?,
                 Some(act) => ops::channel_scale_shift_act(xs, &scale, &shift, act)?,
@@ -209,6 +208,13 @@ impl Linear {
     /// # Shapes
     /// `[N, in_dim]` → `[N, out_dim]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if ops::is_frozen() {
+            let frozen = candle_nn::Linear::new(
+                self.inner.weight().detach(),
+                self.inner.bias().map(Tensor::detach),
+            );
+            return Ok(frozen.forward(xs)?);
+        }
         Ok(self.inner.forward(xs)?)
     }
 

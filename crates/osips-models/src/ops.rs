@@ -7,7 +7,10 @@
 //! 0.11's compositions; elsewhere each falls back to candle's own ops with the same
 //! meaning.
 
+use std::cell::Cell;
+
 use candle_core::{Result, Tensor};
+pub use osips_kernels::profile;
 pub use osips_kernels::{BatchNormTrain, FusedActivation as Activation};
 
 /// `conv2d(xs, w)` without bias: `[N, C_in, H, W]` × `[C_out, C_in, K, K]`.
@@ -77,4 +80,41 @@ pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
 /// 0.11.1's `max_pool2d` backward scales it by ¼: see `osips-kernels`.)
 pub fn max_pool2x2(xs: &Tensor) -> Result<Tensor> {
     osips_kernels::max_pool2x2(xs)
+}
+
+thread_local! {
+    static FROZEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the parameters of every layer it builds detached, like PyTorch's
+/// `torch.autograd.grad(loss, inputs=other_params)`: the graph still carries gradients
+/// through the layers to their inputs, but the backward pass computes no weight gradient
+/// for them. For a network that a phase only passes gradients through (D and C in the
+/// generator's adversarial pass), this skips a third of its backward work.
+///
+/// The running statistics of BatchNorm layers in train mode are still updated.
+pub fn frozen<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FROZEN.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FROZEN.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether layers are being built inside [`frozen`] on this thread.
+pub fn is_frozen() -> bool {
+    FROZEN.with(Cell::get)
+}
+
+/// A layer's parameter as the graph should see it: detached inside [`frozen`], itself
+/// otherwise (a cheap handle clone either way; the storage is shared).
+pub fn param(t: &Tensor) -> Tensor {
+    if is_frozen() {
+        t.detach()
+    } else {
+        t.clone()
+    }
 }

@@ -13,8 +13,8 @@
 //! a leaf copy z̃ of z and runs three backward passes:
 //!
 //! 1. `w·L_GR` → G's gradient (part 1) and ∂L_GR/∂z̃ (through G only);
-//! 2. `L_GD + L_GC` → G's gradient (part 2) (through D, C and G; D's and C's gradients are
-//!    dropped);
+//! 2. `L_GD + L_GC` → G's gradient (part 2) (through D, C and G, which run frozen:
+//!    [`osips_models::ops::frozen`], so D's and C's weight gradients are never computed);
 //! 3. `L_KL + ⟨z, ∂L_GR/∂z̃⟩` → A's gradient: exactly ∂(L_KL + L_GR)/∂θ_A by the chain rule.
 //!
 //! This costs one extra backward pass through G, instead of a second forward of G.
@@ -244,11 +244,16 @@ pub fn generator_phase(
 
     // 2. L_GD + L_GC: G only. D in train mode as in its own step; C in eval mode so that
     //    synthesized images never enter the identity network's running statistics.
-    let d_fake = nets.discriminator.forward_t(fake, true)?;
-    let d_real = nets.discriminator.forward_t(&batch.attribute, true)?;
+    //    Both run frozen: their weight gradients would be dropped, so they are never
+    //    computed (the gradient still flows through them to x′).
+    let (d_fake, d_real, c) = osips_models::ops::frozen(|| -> Result<_> {
+        let d_fake = nets.discriminator.forward_t(fake, true)?;
+        let d_real = nets.discriminator.forward_t(&batch.attribute, true)?;
+        let both = Tensor::cat(&[fake, &batch.source], 0)?;
+        let c = nets.identity.forward_t(&both, false)?.features;
+        Ok((d_fake, d_real, c))
+    })?;
     let l_gd = losses::feature_matching_loss(&d_fake.features, &d_real.features)?;
-    let both = Tensor::cat(&[fake, &batch.source], 0)?;
-    let c = nets.identity.forward_t(&both, false)?.features;
     let l_gc = losses::feature_matching_loss(&c.narrow(0, 0, n)?, &c.narrow(0, n, n)?)?;
     let adversarial = ((&l_gd * weights.gd)? + (&l_gc * weights.gc)?)?;
     let grads_adv = adversarial.backward()?;
