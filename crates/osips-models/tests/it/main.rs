@@ -5,6 +5,7 @@ mod testutil;
 
 mod checkpoint;
 mod forward;
+mod frozen;
 mod names;
 mod synthesizer;
 mod untrusted;
