@@ -203,8 +203,8 @@ impl Geom {
         let run = out.len();
         let a = range.0.clamp(ox0, ox0 + run);
         let b = range.1.clamp(a, ox0 + run);
-        out[..a - ox0].fill(0.0);
-        out[b - ox0..].fill(0.0);
+        zero_small(&mut out[..a - ox0]);
+        zero_small(&mut out[b - ox0..]);
         if a >= b {
             return;
         }
@@ -312,6 +312,21 @@ impl Geom {
                 dst[(ix0 + i * s) / up] += v;
             }
         }
+    }
+}
+
+/// Zeroes `v`, which is usually the 0–2 padding columns of a row: stores for those
+/// instead of the memset call that `fill` becomes (a few percent of an iteration).
+#[inline]
+fn zero_small(v: &mut [f32]) {
+    match v {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => {
+            *a = 0.0;
+            *b = 0.0;
+        }
+        _ => v.fill(0.0),
     }
 }
 

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use crate::geom::Geom;
+use crate::scratch::with_scratch;
 use crate::sgemm::{sgemm, Mat, Parallelism};
 
 /// Floats in one im2col tile (`kdim × t`); 48 Ki floats = 192 KiB keeps the tile plus the
@@ -105,29 +106,30 @@ fn fwd_group(g: &Geom, xg: &[f32], w: &[f32], yg: &mut [f32]) {
     let (kd, ohw, xs, ys) = (g.kdim(), g.ohw(), g.c_in * g.hw(), g.c_out * g.ohw());
     let ni = yg.len() / ys;
     let tt = ni * ohw;
-    let mut col = vec![0f32; kd * tt];
-    for i in 0..ni {
-        g.im2col(&xg[i * xs..(i + 1) * xs], 0, ohw, &mut col[i * ohw..], tt);
-    }
-    let mut tmp = vec![0f32; g.c_out * tt];
-    sgemm(
-        g.c_out,
-        tt,
-        kd,
-        &mut tmp,
-        Mat::new(tt, 1),
-        w,
-        Mat::new(kd, 1),
-        &col,
-        Mat::new(tt, 1),
-        false,
-        Parallelism::None,
-    );
-    for (i, yi) in yg.chunks_exact_mut(ys).enumerate() {
-        for (co, row) in yi.chunks_exact_mut(ohw).enumerate() {
-            row.copy_from_slice(&tmp[co * tt + i * ohw..co * tt + (i + 1) * ohw]);
+    with_scratch(kd * tt + g.c_out * tt, |buf| {
+        let (col, tmp) = buf.split_at_mut(kd * tt);
+        for i in 0..ni {
+            g.im2col(&xg[i * xs..(i + 1) * xs], 0, ohw, &mut col[i * ohw..], tt);
         }
-    }
+        sgemm(
+            g.c_out,
+            tt,
+            kd,
+            tmp,
+            Mat::new(tt, 1),
+            w,
+            Mat::new(kd, 1),
+            col,
+            Mat::new(tt, 1),
+            false,
+            Parallelism::None,
+        );
+        for (i, yi) in yg.chunks_exact_mut(ys).enumerate() {
+            for (co, row) in yi.chunks_exact_mut(ohw).enumerate() {
+                row.copy_from_slice(&tmp[co * tt + i * ohw..co * tt + (i + 1) * ohw]);
+            }
+        }
+    })
 }
 
 /// Gathers the `c_out × ohw` output gradients of the images in `gyg` side by side into a
@@ -164,24 +166,25 @@ fn fwd_image(g: &Geom, x_img: &[f32], w: &[f32], y_img: &mut [f32], par: Paralle
         return;
     }
     let tmax = tile_pixels(g, mult);
-    let mut col = vec![0f32; kd * tmax];
-    for p0 in (0..ohw).step_by(tmax) {
-        let t = tmax.min(ohw - p0);
-        g.im2col(x_img, p0, t, &mut col, t);
-        sgemm(
-            g.c_out,
-            t,
-            kd,
-            &mut y_img[p0..],
-            Mat::new(ohw, 1),
-            w,
-            Mat::new(kd, 1),
-            &col,
-            Mat::new(t, 1),
-            false,
-            par,
-        );
-    }
+    with_scratch(kd * tmax, |col| {
+        for p0 in (0..ohw).step_by(tmax) {
+            let t = tmax.min(ohw - p0);
+            g.im2col(x_img, p0, t, col, t);
+            sgemm(
+                g.c_out,
+                t,
+                kd,
+                &mut y_img[p0..],
+                Mat::new(ohw, 1),
+                w,
+                Mat::new(kd, 1),
+                col,
+                Mat::new(t, 1),
+                false,
+                par,
+            );
+        }
+    })
 }
 
 /// `dx = ∂(Σ y·gy)/∂x` for `y = conv(x, w)`: `gy`: `n × c_out × oh × ow`, returns
@@ -225,23 +228,24 @@ fn dgrad_group(g: &Geom, gyg: &[f32], w: &[f32], dxg: &mut [f32]) {
     let (kd, ohw, xs) = (g.kdim(), g.ohw(), g.c_in * g.hw());
     let gyp = pack_gy(g, gyg);
     let tt = gyp.len() / g.c_out.max(1);
-    let mut col = vec![0f32; kd * tt];
-    sgemm(
-        kd,
-        tt,
-        g.c_out,
-        &mut col,
-        Mat::new(tt, 1),
-        w,
-        Mat::new(1, kd),
-        &gyp,
-        Mat::new(tt, 1),
-        false,
-        Parallelism::None,
-    );
-    for (i, dxi) in dxg.chunks_exact_mut(xs).enumerate() {
-        g.col2im(&col[i * ohw..], 0, ohw, tt, dxi);
-    }
+    with_scratch(kd * tt, |col| {
+        sgemm(
+            kd,
+            tt,
+            g.c_out,
+            col,
+            Mat::new(tt, 1),
+            w,
+            Mat::new(1, kd),
+            &gyp,
+            Mat::new(tt, 1),
+            false,
+            Parallelism::None,
+        );
+        for (i, dxi) in dxg.chunks_exact_mut(xs).enumerate() {
+            g.col2im(&col[i * ohw..], 0, ohw, tt, dxi);
+        }
+    })
 }
 
 fn dgrad_image(g: &Geom, gy_img: &[f32], w: &[f32], dx_img: &mut [f32]) {
@@ -263,40 +267,54 @@ fn dgrad_image(g: &Geom, gy_img: &[f32], w: &[f32], dx_img: &mut [f32]) {
         return;
     }
     let tmax = tile_pixels(g, 1);
-    let mut col = vec![0f32; kd * tmax];
-    for p0 in (0..ohw).step_by(tmax) {
-        let t = tmax.min(ohw - p0);
-        sgemm(
-            kd,
-            t,
-            g.c_out,
-            &mut col,
-            Mat::new(t, 1),
-            w,
-            Mat::new(1, kd),
-            &gy_img[p0..],
-            Mat::new(ohw, 1),
-            false,
-            Parallelism::None,
-        );
-        g.col2im(&col, p0, t, t, dx_img);
-    }
+    with_scratch(kd * tmax, |col| {
+        for p0 in (0..ohw).step_by(tmax) {
+            let t = tmax.min(ohw - p0);
+            sgemm(
+                kd,
+                t,
+                g.c_out,
+                col,
+                Mat::new(t, 1),
+                w,
+                Mat::new(1, kd),
+                &gy_img[p0..],
+                Mat::new(ohw, 1),
+                false,
+                Parallelism::None,
+            );
+            g.col2im(col, p0, t, t, dx_img);
+        }
+    })
 }
 
 /// One image with all threads: gemm threads over a large block, col2im threads over
 /// channels (each channel's gradient is written by one task only).
 fn dgrad_image_threaded(g: &Geom, gy_img: &[f32], w: &[f32], dx_img: &mut [f32], nt: usize) {
+    let tmax = tile_pixels(g, 4 * nt);
+    with_scratch(g.kdim() * tmax, |col| {
+        dgrad_tiles_threaded(g, gy_img, w, dx_img, nt, tmax, col)
+    })
+}
+
+fn dgrad_tiles_threaded(
+    g: &Geom,
+    gy_img: &[f32],
+    w: &[f32],
+    dx_img: &mut [f32],
+    nt: usize,
+    tmax: usize,
+    col: &mut [f32],
+) {
     let (kd, ohw, hw) = (g.kdim(), g.ohw(), g.hw());
     let k2 = g.kh * g.kw;
-    let tmax = tile_pixels(g, 4 * nt);
-    let mut col = vec![0f32; kd * tmax];
     for p0 in (0..ohw).step_by(tmax) {
         let t = tmax.min(ohw - p0);
         sgemm(
             kd,
             t,
             g.c_out,
-            &mut col,
+            col,
             Mat::new(t, 1),
             w,
             Mat::new(1, kd),

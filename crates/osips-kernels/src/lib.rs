@@ -27,6 +27,7 @@ mod geom;
 mod kernels;
 mod pointwise;
 pub mod profile;
+mod scratch;
 mod sgemm;
 mod subpixel;
 
