@@ -88,7 +88,7 @@ enum Inspect {
 }
 
 fn main() -> ExitCode {
-    trainer::configure_cpu_threads();
+    trainer::configure_process();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train(&args),

@@ -28,7 +28,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the trainer binary does.
-    trainer::configure_cpu_threads();
+    trainer::configure_process();
     let preset = match std::env::var("OSIPS_PRESET").as_deref() {
         Ok("paper") => Preset::Paper,
         Ok("tiny") | Err(_) => Preset::Tiny,

@@ -13,7 +13,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    trainer::configure_cpu_threads();
+    trainer::configure_process();
     let cli = Cli::parse();
     match train(&cli.args) {
         Ok(()) => ExitCode::SUCCESS,
