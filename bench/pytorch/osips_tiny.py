@@ -338,7 +338,6 @@ class Trainer:
         self._check(key, norm)
 
     def process(self, key, x_s, x_a, labels, sample_weights):
-        n = x_s.shape[0]
         ident, attr, gen, disc = self.identity, self.attribute, self.generator, self.discriminator
 
         # ---- synthesize: f_I(x_s) from I in eval mode, detached; A and G in train mode.
@@ -390,7 +389,7 @@ class Trainer:
         #   2. (L_GR + L_KL).backward(): G's part 1 and A's full gradient, straight
         #      through z (no leaf copy needed), then add 1.'s gradient into G's .grad.
         # D runs in train mode (as in its own step: fake batch, then real batch); C runs
-        # in eval mode on cat([x', x_s]) so synthesized images never enter its running
+        # in eval mode on x' and on x_s so synthesized images never enter its running
         # statistics.
         l_gr = reconstruction_loss(x_a, fake, sample_weights)
         _, d_fake_features = disc(fake)
@@ -398,8 +397,12 @@ class Trainer:
             _, d_real_features = disc(x_a)
         l_gd = feature_matching_loss(d_fake_features, d_real_features)
         ident.eval()
-        c = ident(torch.cat([fake, x_s], 0))[1]
-        l_gc = feature_matching_loss(c[:n], c[n:])
+        # In eval mode every image is independent: C on x' and on x_s separately equals one
+        # pass over both, and only x''s half needs a backward pass (as in phases.rs).
+        c_fake = ident(fake)[1]
+        with torch.no_grad():
+            c_real = ident(x_s)[1]
+        l_gc = feature_matching_loss(c_fake, c_real)
         l_kl = kl_loss(mean, log_std)
 
         adversarial = l_gd * W_GD + l_gc * W_GC

@@ -230,7 +230,6 @@ pub fn generator_phase(
     weights: &losses::LossWeights,
 ) -> Result<PhaseOutput> {
     let fake = &synthesis.fake;
-    let n = fake.dim(0)?;
 
     // 1. L_GR: G (part 1) and ∂L_GR/∂z̃.
     let l_gr = losses::reconstruction_loss(&batch.attribute, fake, &batch.reconstruction_weights)?;
@@ -246,15 +245,17 @@ pub fn generator_phase(
     //    synthesized images never enter the identity network's running statistics.
     //    Both run frozen: their weight gradients would be dropped, so they are never
     //    computed (the gradient still flows through them to x′).
-    let (d_fake, d_real, c) = osips_models::ops::frozen(|| -> Result<_> {
+    //    C runs on x′ and on x_s separately: in eval mode every image is independent, so
+    //    this equals one pass over both, and the backward pass covers x′'s half only.
+    let (d_fake, d_real, c_fake, c_real) = osips_models::ops::frozen(|| -> Result<_> {
         let d_fake = nets.discriminator.forward_t(fake, true)?;
         let d_real = nets.discriminator.forward_t(&batch.attribute, true)?;
-        let both = Tensor::cat(&[fake, &batch.source], 0)?;
-        let c = nets.identity.forward_t(&both, false)?.features;
-        Ok((d_fake, d_real, c))
+        let c_fake = nets.identity.forward_t(fake, false)?.features;
+        let c_real = nets.identity.forward_t(&batch.source, false)?.features;
+        Ok((d_fake, d_real, c_fake, c_real))
     })?;
     let l_gd = losses::feature_matching_loss(&d_fake.features, &d_real.features)?;
-    let l_gc = losses::feature_matching_loss(&c.narrow(0, 0, n)?, &c.narrow(0, n, n)?)?;
+    let l_gc = losses::feature_matching_loss(&c_fake, &c_real)?;
     let adversarial = ((&l_gd * weights.gd)? + (&l_gc * weights.gc)?)?;
     let grads_adv = adversarial.backward()?;
     let g_adv = collect_grads(&grads_adv, &nets.generator_params);
