@@ -20,8 +20,13 @@ const LANES: usize = 8;
 
 /// Whether `g` takes the direct path: few output channels, stride 1, no upsampling,
 /// symmetric padding of at most `k - 1`, and output rows wide enough to vectorise.
+///
+/// Symmetric means the output size is `h + 2p − k + 1` as well as the leading offset
+/// being `−p`: the phase convolutions of an upsampling conv have a leading offset but
+/// less padding at the far end, and the kernels below would read past their padded copy.
 pub fn applies(g: &Geom) -> bool {
     let pad = -g.off_y;
+    let symmetric = |size: usize, out: usize| pad >= 0 && size + 2 * pad as usize + 1 == out + g.kh;
     enabled()
         && g.c_out <= MAX_C_OUT
         && g.c_out > 0
@@ -31,6 +36,8 @@ pub fn applies(g: &Geom) -> bool {
         && g.off_x == g.off_y
         && pad >= 0
         && (pad as usize) < g.kh
+        && symmetric(g.h, g.oh)
+        && symmetric(g.w, g.ow)
         && g.ow >= LANES
         && g.n > 0
         && g.c_in > 0

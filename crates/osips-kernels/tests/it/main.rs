@@ -405,3 +405,28 @@ fn direct_path_few_output_channels() -> Result<()> {
     }
     Ok(())
 }
+
+/// An upsampling conv with few output channels: its phase convolutions have asymmetric
+/// padding, which the direct kernels must decline (they assume the same padding on both
+/// sides). With 12 input columns the phases are 12 wide, wide enough for the direct path.
+#[test]
+fn upsample_few_output_channels() -> Result<()> {
+    for (seed, (c_out, k, pad)) in [(3, 3, 1), (1, 3, 0), (4, 2, 0), (2, 5, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let case = Case {
+            n: 2,
+            c_in: 5,
+            c_out,
+            h: 9,
+            w: 12,
+            k,
+            stride: 1,
+            pad,
+            up: 2,
+        };
+        check(case, seed as u64)?;
+    }
+    Ok(())
+}
