@@ -34,11 +34,57 @@ impl Planes {
         MIN_TASK.div_ceil(self.s.max(1)).max(1)
     }
 
+    /// The `S` values of plane `i` (image `i / C`, channel `i % C`).
+    fn plane<'a>(&self, v: &'a [f32], i: usize) -> &'a [f32] {
+        &v[i * self.s..(i + 1) * self.s]
+    }
+
     /// The `S` values of channel `ch` in image `i`.
     fn block<'a>(&self, v: &'a [f32], i: usize, ch: usize) -> &'a [f32] {
         let at = (i * self.c + ch) * self.s;
         &v[at..at + self.s]
     }
+}
+
+/// A vector of `len` floats whose chunks of `chunk` values (`chunk > 0`; the last one
+/// shorter) are computed in parallel, chunk `i` from the iterator `values(i)`, at least
+/// `min_chunks` chunks per task.
+///
+/// Unlike `vec![0.0; len]` followed by an overwrite, the memory is not zeroed first: with
+/// the step's buffers reused from the heap (`trainer::configure_allocator`), that zeroing
+/// was a memset pass over every output, about 2 % of an iteration. Panics (before the
+/// vector is initialised, so soundly) if an iterator yields fewer values than its chunk.
+fn par_build<I>(
+    len: usize,
+    chunk: usize,
+    min_chunks: usize,
+    values: impl Fn(usize) -> I + Sync,
+) -> Vec<f32>
+where
+    I: Iterator<Item = f32>,
+{
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .with_min_len(min_chunks.max(1))
+        .for_each(|(i, slots)| {
+            let mut written = 0;
+            for (slot, v) in slots.iter_mut().zip(values(i)) {
+                slot.write(v);
+                written += 1;
+            }
+            assert_eq!(written, slots.len(), "par_build: chunk {i} not filled");
+        });
+    // SAFETY: the capacity is at least `len`; the chunks above partition
+    // `spare_capacity_mut()[..len]` and each was written in full (the assert counts the
+    // writes of every chunk; a failed assert panics out of `for_each` before this line, so
+    // no uninitialised value is ever exposed).
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len);
+    }
+    out
 }
 
 /// Σ v, eight lanes at a time (vectorises; f32 partial sums over at most one plane).
@@ -157,56 +203,34 @@ pub fn channel_affine(p: Planes, u: &[f32], f: &Affine<'_>) -> Vec<f32> {
     assert_eq!(u.len(), p.len());
     assert_eq!(f.a.len(), p.c);
     assert_eq!(f.k.len(), p.c);
-    let mut out = vec![0f32; p.len()];
-    if out.is_empty() {
-        return out;
-    }
-    let s = p.s;
-    out.par_chunks_mut(s)
-        .zip(u.par_chunks(s))
-        .enumerate()
-        .with_min_len(p.min_planes())
-        .for_each(|(plane, (o, ub))| {
-            let ch = plane % p.c;
+    match f.b {
+        None => par_build(p.len(), p.s, p.min_planes(), |i| {
+            let ch = i % p.c;
             let (a, k) = (f.a[ch], f.k[ch]);
-            match f.b {
-                None => {
-                    for (o, u) in o.iter_mut().zip(ub) {
-                        *o = a * u + k;
-                    }
-                }
-                Some((v, b, center)) => {
-                    let (b, m) = (b[ch], center[ch]);
-                    let vb = &v[plane * s..(plane + 1) * s];
-                    for ((o, u), v) in o.iter_mut().zip(ub).zip(vb) {
-                        *o = a * u + b * (v - m) + k;
-                    }
-                }
-            }
-        });
-    out
+            p.plane(u, i).iter().map(move |u| a * u + k)
+        }),
+        Some((v, b, center)) => {
+            assert_eq!(v.len(), p.len());
+            par_build(p.len(), p.s, p.min_planes(), |i| {
+                let ch = i % p.c;
+                let (a, b, m, k) = (f.a[ch], b[ch], center[ch], f.k[ch]);
+                p.plane(u, i)
+                    .iter()
+                    .zip(p.plane(v, i))
+                    .map(move |(u, v)| a * u + b * (v - m) + k)
+            })
+        }
+    }
 }
 
 /// `y = (x − mean[c])·scale[c] + shift[c]`.
 pub fn normalize(p: Planes, x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), p.len());
-    let mut out = vec![0f32; p.len()];
-    if out.is_empty() {
-        return out;
-    }
-    let s = p.s;
-    out.par_chunks_mut(s)
-        .zip(x.par_chunks(s))
-        .enumerate()
-        .with_min_len(p.min_planes())
-        .for_each(|(plane, (o, xb))| {
-            let ch = plane % p.c;
-            let (m, a, k) = (mean[ch], scale[ch], shift[ch]);
-            for (o, x) in o.iter_mut().zip(xb) {
-                *o = (x - m) * a + k;
-            }
-        });
-    out
+    par_build(p.len(), p.s, p.min_planes(), |i| {
+        let ch = i % p.c;
+        let (m, a, k) = (mean[ch], scale[ch], shift[ch]);
+        p.plane(x, i).iter().map(move |x| (x - m) * a + k)
+    })
 }
 
 /// The activations [`activation_fwd`] / [`activation_bwd`] implement, with candle's
@@ -256,31 +280,30 @@ fn par_len(len: usize) -> usize {
     MIN_TASK.min(len.max(1))
 }
 
+/// The indices of chunk `i` of `chunk` values in a slice of `len` (the last one shorter).
+fn chunk_range(i: usize, chunk: usize, len: usize) -> std::ops::Range<usize> {
+    i * chunk..((i + 1) * chunk).min(len)
+}
+
 pub fn activation_fwd(act: Activation, x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
     let chunk = par_len(x.len());
-    out.par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk))
-        .for_each(|(o, x)| {
-            for (o, x) in o.iter_mut().zip(x) {
-                *o = act.apply(*x);
-            }
-        });
-    out
+    par_build(x.len(), chunk, 1, |i| {
+        x[chunk_range(i, chunk, x.len())]
+            .iter()
+            .map(move |x| act.apply(*x))
+    })
 }
 
 pub fn activation_bwd(act: Activation, x: &[f32], g: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.len());
-    let mut out = vec![0f32; x.len()];
     let chunk = par_len(x.len());
-    out.par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
-        .for_each(|(o, (x, g))| {
-            for ((o, x), g) in o.iter_mut().zip(x).zip(g) {
-                *o = g * act.slope(*x);
-            }
-        });
-    out
+    par_build(x.len(), chunk, 1, |i| {
+        let r = chunk_range(i, chunk, x.len());
+        x[r.clone()]
+            .iter()
+            .zip(&g[r])
+            .map(move |(x, g)| g * act.slope(*x))
+    })
 }
 
 /// `act(v)` in place.
@@ -298,7 +321,6 @@ pub fn activation_in_place(act: Activation, v: &mut [f32]) {
 /// `y < 0`; at `y = 0`, ReLU passes nothing and LeakyReLU the tie value `(1 + slope)/2`.
 pub fn activation_bwd_from_output(act: Activation, y: &[f32], g: &[f32]) -> Vec<f32> {
     assert_eq!(y.len(), g.len());
-    let mut out = vec![0f32; y.len()];
     let chunk = par_len(y.len());
     let slope = move |y: f32| -> f32 {
         match act {
@@ -312,14 +334,13 @@ pub fn activation_bwd_from_output(act: Activation, y: &[f32], g: &[f32]) -> Vec<
             Activation::Leaky(_) => act.slope(y),
         }
     };
-    out.par_chunks_mut(chunk)
-        .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
-        .for_each(|(o, (y, g))| {
-            for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
-                *o = g * slope(*y);
-            }
-        });
-    out
+    par_build(y.len(), chunk, 1, |i| {
+        let r = chunk_range(i, chunk, y.len());
+        y[r.clone()]
+            .iter()
+            .zip(&g[r])
+            .map(move |(y, g)| g * slope(*y))
+    })
 }
 
 /// `[N·C planes of h × w]` → `[… of h/2 × w/2]`, the max of each 2×2 window (a trailing odd
@@ -385,4 +406,28 @@ pub fn max_pool2_bwd(planes: usize, h: usize, w: usize, x: &[f32], gy: &[f32]) -
             }
         });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_build_fills_every_chunk_including_a_short_last_one() {
+        for (len, chunk, min) in [(0, 4, 1), (1, 4, 1), (10, 3, 1), (1000, 7, 5), (64, 64, 2)] {
+            let v = par_build(len, chunk, min, |i| {
+                chunk_range(i, chunk, len).map(|j| j as f32 * 0.5)
+            });
+            let want: Vec<f32> = (0..len).map(|j| j as f32 * 0.5).collect();
+            assert_eq!(v, want, "len {len} chunk {chunk}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not filled")]
+    fn par_build_refuses_a_chunk_left_short() {
+        let _ = par_build(10, 5, 1, |i| {
+            (0..if i == 1 { 4 } else { 5 }).map(|j| j as f32)
+        });
+    }
 }
