@@ -152,7 +152,7 @@ fn fwd_image_fma(g: &Geom, x_img: &[f32], w: &[f32], y_img: &mut [f32], xp: &mut
 
 /// `y = conv(x, w)` for a geometry that [`applies`].
 pub fn fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; g.y_len()];
+    let mut y = crate::scratch::zeroed(g.y_len());
     let (xs, ys) = (g.c_in * g.hw(), g.c_out * g.ohw());
     let fma = has_fma();
     y.par_chunks_mut(ys)

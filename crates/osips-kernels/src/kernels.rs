@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::geom::Geom;
-use crate::scratch::with_scratch;
+use crate::scratch::{with_scratch, zeroed};
 use crate::sgemm::{sgemm, Mat, Parallelism};
 
 /// Floats in one im2col tile (`kdim × t`); 48 Ki floats = 192 KiB keeps the tile plus the
@@ -77,7 +77,7 @@ pub fn conv_fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
     if crate::direct::applies(g) {
         return crate::direct::fwd(g, x, w);
     }
-    let mut y = vec![0f32; g.y_len()];
+    let mut y = zeroed(g.y_len());
     if y.is_empty() {
         return y;
     }
@@ -190,7 +190,7 @@ fn fwd_image(g: &Geom, x_img: &[f32], w: &[f32], y_img: &mut [f32], par: Paralle
 /// `dx = ∂(Σ y·gy)/∂x` for `y = conv(x, w)`: `gy`: `n × c_out × oh × ow`, returns
 /// `n × c_in × h × w`. Lowered as `dcol = wᵀ · gy` followed by col2im.
 pub fn conv_input_grad(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0f32; g.x_len()];
+    let mut dx = zeroed(g.x_len());
     conv_input_grad_into(g, gy, w, &mut dx);
     dx
 }

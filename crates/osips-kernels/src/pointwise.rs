@@ -348,7 +348,7 @@ pub fn activation_bwd_from_output(act: Activation, y: &[f32], g: &[f32]) -> Vec<
 pub fn max_pool2_fwd(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), planes * h * w);
     let (oh, ow) = (h / 2, w / 2);
-    let mut out = vec![0f32; planes * oh * ow];
+    let mut out = crate::scratch::zeroed(planes * oh * ow);
     if out.is_empty() {
         return out;
     }
@@ -376,7 +376,7 @@ pub fn max_pool2_bwd(planes: usize, h: usize, w: usize, x: &[f32], gy: &[f32]) -
     let (oh, ow) = (h / 2, w / 2);
     assert_eq!(x.len(), planes * h * w);
     assert_eq!(gy.len(), planes * oh * ow);
-    let mut out = vec![0f32; x.len()];
+    let mut out = crate::scratch::zeroed(x.len());
     if out.is_empty() || gy.is_empty() {
         return out;
     }

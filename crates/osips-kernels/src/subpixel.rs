@@ -93,7 +93,7 @@ impl Phase {
     /// `gy[n, c, 2a + ry, 2b + rx]` as an `n × c_out × ohr × owr` tensor.
     fn gather(&self, g: &Geom, gy: &[f32]) -> Vec<f32> {
         let (ohr, owr) = (self.g.oh, self.g.ow);
-        let mut out = vec![0f32; g.n * g.c_out * ohr * owr];
+        let mut out = crate::scratch::zeroed(g.n * g.c_out * ohr * owr);
         out.par_chunks_mut(ohr * owr)
             .zip(gy.par_chunks(g.ohw()))
             .for_each(|(o, plane)| {
@@ -124,7 +124,7 @@ impl Phase {
 }
 
 pub fn conv_fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; g.y_len()];
+    let mut y = crate::scratch::zeroed(g.y_len());
     for ph in phases(g) {
         let yp = kernels::conv_fwd(&ph.g, x, &ph.weight(g, w));
         ph.scatter(g, &yp, &mut y);
@@ -133,7 +133,7 @@ pub fn conv_fwd(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 pub fn conv_input_grad(g: &Geom, gy: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0f32; g.x_len()];
+    let mut dx = crate::scratch::zeroed(g.x_len());
     for ph in phases(g) {
         let gyp = ph.gather(g, gy);
         kernels::conv_input_grad_into(&ph.g, &gyp, &ph.weight(g, w), &mut dx);
