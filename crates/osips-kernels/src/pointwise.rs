@@ -52,7 +52,8 @@ impl Planes {
 ///
 /// Unlike `vec![0.0; len]` followed by an overwrite, the memory is not zeroed first: with
 /// the step's buffers reused from the heap (`trainer::configure_allocator`), that zeroing
-/// was a memset pass over every output, about 2 % of an iteration. Panics (before the
+/// was a memset over every output on the calling thread, before the parallel pass; without
+/// it the channel ops of a tiny iteration went from 122 to 85 ms. Panics (before the
 /// vector is initialised, so soundly) if an iterator yields fewer values than its chunk.
 fn par_build<I>(
     len: usize,
