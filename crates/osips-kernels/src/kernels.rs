@@ -270,22 +270,37 @@ fn dgrad_image(g: &Geom, gy_img: &[f32], w: &[f32], dx_img: &mut [f32]) {
     with_scratch(kd * tmax, |col| {
         for p0 in (0..ohw).step_by(tmax) {
             let t = tmax.min(ohw - p0);
-            sgemm(
-                kd,
-                t,
-                g.c_out,
-                col,
-                Mat::new(t, 1),
-                w,
-                Mat::new(1, kd),
-                &gy_img[p0..],
-                Mat::new(ohw, 1),
-                false,
-                Parallelism::None,
-            );
+            dcol_tile(g, w, gy_img, p0, t, col, Parallelism::None);
             g.col2im(col, p0, t, t, dx_img);
         }
     })
+}
+
+/// `col[.., ..t] = wᵀ · gy[.., p0..p0 + t]`: the lowered input gradient of `t` output
+/// pixels from `p0` (`kd × t`, row stride `t`).
+fn dcol_tile(
+    g: &Geom,
+    w: &[f32],
+    gy_img: &[f32],
+    p0: usize,
+    t: usize,
+    col: &mut [f32],
+    par: Parallelism,
+) {
+    let kd = g.kdim();
+    sgemm(
+        kd,
+        t,
+        g.c_out,
+        col,
+        Mat::new(t, 1),
+        w,
+        Mat::new(1, kd),
+        &gy_img[p0..],
+        Mat::new(g.ohw(), 1),
+        false,
+        par,
+    );
 }
 
 /// One image with all threads: gemm threads over a large block, col2im threads over
@@ -310,19 +325,7 @@ fn dgrad_tiles_threaded(
     let k2 = g.kh * g.kw;
     for p0 in (0..ohw).step_by(tmax) {
         let t = tmax.min(ohw - p0);
-        sgemm(
-            kd,
-            t,
-            g.c_out,
-            col,
-            Mat::new(t, 1),
-            w,
-            Mat::new(1, kd),
-            &gy_img[p0..],
-            Mat::new(ohw, 1),
-            false,
-            gemm_par(nt),
-        );
+        dcol_tile(g, w, gy_img, p0, t, col, gemm_par(nt));
         let col = &col[..kd * t];
         dx_img
             .par_chunks_mut(hw)
