@@ -15,12 +15,14 @@
 //! Around them, the memory-bound layers as single-pass ops with closed-form backward
 //! passes: [`batch_norm_train`] (train-mode BatchNorm returning the batch statistics),
 //! [`channel_scale_shift`] (eval-mode BatchNorm), [`add_channel_bias`], [`relu`],
-//! [`leaky_relu`] and [`max_pool2x2`].
+//! [`leaky_relu`] and [`max_pool2x2`]; and Adam's update of a variable in place
+//! ([`adam_update`]), for the trainer.
 //!
 //! All ops are differentiable through candle's autograd (`CustomOp2::bwd`). On any device
 //! other than the CPU, or any dtype other than f32, they fall back to candle's own ops, so
 //! results mean the same everywhere. Non-contiguous inputs are made contiguous first.
 
+mod adam;
 mod channel;
 mod direct;
 mod geom;
@@ -33,6 +35,7 @@ mod subpixel;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
+pub use adam::{adam_applies, adam_update, AdamStep};
 pub use channel::{
     add_channel_bias, batch_norm_train, batch_norm_train_act, batch_norm_train_reference,
     channel_scale_shift, channel_scale_shift_act, leaky_relu, max_pool2x2, max_pool2x2_reference,

@@ -11,6 +11,7 @@ use std::cell::Cell;
 
 use candle_core::{Result, Tensor};
 pub use osips_kernels::profile;
+pub use osips_kernels::{adam_applies, adam_update, AdamStep};
 pub use osips_kernels::{BatchNormTrain, FusedActivation as Activation};
 
 /// `conv2d(xs, w)` without bias: `[N, C_in, H, W]` × `[C_out, C_in, K, K]`.

@@ -129,7 +129,7 @@ fn print_profile(times: &[f64]) {
     }
     let outside = (total - inside).max(0.0);
     println!(
-        "| outside the kernel ops (candle ops, autograd, Adam, EMA) | {:.1} | {:.1} % |",
+        "| outside the kernel ops (candle ops, autograd, EMA, gradient norms) | {:.1} | {:.1} % |",
         outside * 1e3,
         100.0 * outside / total
     );

@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use osips_models::ops::{self, AdamStep};
 use osips_models::ParamSet;
 
 use crate::config::OptimizerConfig;
 use crate::error::{Result, TrainError};
 
-/// Per-variable Adam state.
-#[derive(Debug, Clone)]
+/// Per-variable Adam state. On the CPU the moments are updated in place
+/// (`ops::adam_update`), so a slot's tensors share their storage with nothing else: they
+/// are created here or copied on load, and `Adam` is not `Clone`.
+#[derive(Debug)]
 struct Slot {
     m: Tensor,
     v: Tensor,
@@ -20,7 +23,7 @@ struct Slot {
 }
 
 /// Adam without weight decay over one network's trainable variables.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Adam {
     config: OptimizerConfig,
     slots: BTreeMap<String, Slot>,
@@ -52,6 +55,26 @@ pub fn grad_norm(grads: &GradMap) -> Result<f64> {
     Ok(norm_sq.sqrt())
 }
 
+/// Adam's step composed from candle ops, for tensors `ops::adam_update` does not take (off
+/// the CPU, other dtypes); it returns the new moments and sets the variable. The same
+/// arithmetic, operation for operation, as the in-place kernel.
+fn composed_update(
+    var: &candle_core::Var,
+    m: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    s: &AdamStep,
+) -> Result<(Tensor, Tensor)> {
+    let m = ((m * s.beta1)? + (g * (1.0 - s.beta1))?)?;
+    let v = ((v * s.beta2)? + (g.sqr()? * (1.0 - s.beta2))?)?;
+    let t = i32::try_from(s.step).unwrap_or(i32::MAX);
+    let bias1 = 1.0 - s.beta1.powi(t);
+    let bias2 = 1.0 - s.beta2.powi(t);
+    let update = ((&m * (s.lr / bias1))? / ((&v * (1.0 / bias2))?.sqrt()? + s.eps)?)?;
+    var.set(&(var.as_tensor() - update)?)?;
+    Ok((m, v))
+}
+
 /// Sum two gradient maps name by name.
 pub fn add_grads(mut a: GradMap, b: GradMap) -> Result<GradMap> {
     for (name, g) in b {
@@ -73,7 +96,6 @@ impl Adam {
     }
 
     /// One Adam update of every variable of `params` that has a gradient in `grads`.
-    /// Returns the global L2 norm of the gradients applied.
     pub fn step(&mut self, params: &ParamSet, grads: &GradMap) -> Result<()> {
         let OptimizerConfig {
             lr,
@@ -93,12 +115,19 @@ impl Adam {
                 },
             };
             let step = slot.step + 1;
-            let m = ((&slot.m * beta1)? + (g * (1.0 - beta1))?)?;
-            let v = ((&slot.v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let bias1 = 1.0 - beta1.powi(step as i32);
-            let bias2 = 1.0 - beta2.powi(step as i32);
-            let update = ((&m * (lr / bias1))? / ((&v * (1.0 / bias2))?.sqrt()? + eps)?)?;
-            var.set(&(var.as_tensor() - update)?)?;
+            let hyper = AdamStep {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                step,
+            };
+            let (m, v) = if ops::adam_applies(var.as_tensor(), &slot.m, &slot.v, g) {
+                ops::adam_update(var.as_tensor(), &slot.m, &slot.v, g, &hyper)?;
+                (slot.m, slot.v)
+            } else {
+                composed_update(&var, &slot.m, &slot.v, g, &hyper)?
+            };
             self.slots.insert(name, Slot { m, v, step });
         }
         Ok(())
@@ -167,8 +196,10 @@ impl Adam {
             self.slots.insert(
                 name.to_string(),
                 Slot {
-                    m: m.to_dtype(DType::F32)?,
-                    v: v.to_dtype(DType::F32)?,
+                    // `copy`: the update runs in place, and `to_dtype` of an f32 tensor
+                    // shares the caller's storage.
+                    m: m.to_dtype(DType::F32)?.copy()?,
+                    v: v.to_dtype(DType::F32)?.copy()?,
                     step: step as u64,
                 },
             );
@@ -206,6 +237,94 @@ pub fn update_ema(ema: &ParamSet, current: &ParamSet, decay: f64) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::ema_decay_at;
+
+    /// The in-place kernel and the composition give the same bits, step after step,
+    /// including tiny, huge, zero and negative-zero gradients.
+    #[test]
+    fn in_place_adam_matches_the_composed_update_bit_for_bit() -> super::Result<()> {
+        use candle_core::{Device, Tensor, Var};
+        use osips_models::ops::{self, AdamStep};
+        let dev = Device::Cpu;
+        let n = 40_000; // several rayon chunks and a short last one
+        let value = |i: usize, k: usize| {
+            let x = ((i * 7919 + k * 104_729) % 10_007) as f32 / 10_007.0 - 0.5;
+            match i % 97 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => x * 1e-30,
+                3 => x * 1e20,
+                _ => x,
+            }
+        };
+        let p0: Vec<f32> = (0..n).map(|i| value(i, 99)).collect();
+        let fused = Var::from_tensor(&Tensor::from_vec(p0.clone(), n, &dev)?)?;
+        let composed = Var::from_tensor(&Tensor::from_vec(p0, n, &dev)?)?;
+        let (fm, fv) = (
+            Tensor::zeros(n, candle_core::DType::F32, &dev)?,
+            Tensor::zeros(n, candle_core::DType::F32, &dev)?,
+        );
+        let (fm, fv) = (fm.copy()?, fv.copy()?);
+        let (mut cm, mut cv) = (fm.copy()?, fv.copy()?);
+        for step in 1..=4u64 {
+            let g = Tensor::from_vec(
+                (0..n).map(|i| value(i, step as usize)).collect::<Vec<_>>(),
+                n,
+                &dev,
+            )?;
+            let s = AdamStep {
+                lr: 2e-4,
+                beta1: 0.5,
+                beta2: 0.999,
+                eps: 1e-8,
+                step,
+            };
+            assert!(ops::adam_applies(fused.as_tensor(), &fm, &fv, &g));
+            ops::adam_update(fused.as_tensor(), &fm, &fv, &g, &s)?;
+            (cm, cv) = super::composed_update(&composed, &cm, &cv, &g, &s)?;
+            for (what, a, b) in [
+                ("param", fused.as_tensor(), composed.as_tensor()),
+                ("m", &fm, &cm),
+                ("v", &fv, &cv),
+            ] {
+                let (a, b) = (a.to_vec1::<f32>()?, b.to_vec1::<f32>()?);
+                let bad = a
+                    .iter()
+                    .zip(&b)
+                    .position(|(x, y)| x.to_bits() != y.to_bits());
+                assert_eq!(
+                    bad,
+                    None,
+                    "{what} differs at step {step}: {:?}",
+                    bad.map(|i| (a[i], b[i]))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn in_place_adam_declines_other_dtypes_and_layouts() -> candle_core::Result<()> {
+        use candle_core::{DType, Device, Tensor};
+        use osips_models::ops::adam_applies;
+        let dev = Device::Cpu;
+        let p = Tensor::zeros((4, 6), DType::F32, &dev)?;
+        let z = || Tensor::zeros((4, 6), DType::F32, &dev);
+        assert!(adam_applies(&p, &z()?, &z()?, &z()?));
+        assert!(!adam_applies(&p, &z()?, &z()?, &p.to_dtype(DType::F64)?));
+        assert!(!adam_applies(
+            &p,
+            &z()?,
+            &z()?,
+            &Tensor::zeros((6, 4), DType::F32, &dev)?.t()?
+        ));
+        assert!(!adam_applies(
+            &p,
+            &z()?,
+            &z()?,
+            &Tensor::zeros((24,), DType::F32, &dev)?
+        ));
+        Ok(())
+    }
 
     #[test]
     fn ema_decay_ramps_up_to_the_configured_value() {
