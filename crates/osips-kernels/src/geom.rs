@@ -165,6 +165,7 @@ impl Geom {
         }
         let (kh, kw, w, ow, hw) = (self.kh, self.kw, self.w, self.ow, self.hw());
         let ranges: Vec<(usize, usize)> = (0..kw).map(|kx| self.valid_range(kx)).collect();
+        let mut halves = Halves::new(self, w);
         for (ci, chan) in x_img.chunks_exact(hw).enumerate().take(self.c_in) {
             for ky in 0..kh {
                 let base = (ci * kh + ky) * kw;
@@ -172,11 +173,15 @@ impl Geom {
                 while j < t {
                     let run = (ow - ox0).min(t - j);
                     let src = self.src_row(oy, ky).map(|r| &chan[r * w..(r + 1) * w]);
+                    if let (Some(h), Some(src)) = (halves.as_mut(), src) {
+                        h.split(src);
+                    }
                     for (kx, &range) in ranges.iter().enumerate() {
                         let out = &mut col[(base + kx) * ld + j..(base + kx) * ld + j + run];
-                        match src {
-                            None => out.fill(0.0),
-                            Some(src) => self.gather_run(out, src, ox0, kx, range),
+                        match (src, &halves) {
+                            (None, _) => out.fill(0.0),
+                            (Some(_), Some(h)) => self.gather_run_s2(out, h, ox0, kx, range),
+                            (Some(src), None) => self.gather_run(out, src, ox0, kx, range),
                         }
                     }
                     j += run;
@@ -184,6 +189,34 @@ impl Geom {
                     ox0 = 0;
                 }
             }
+        }
+    }
+
+    /// The valid part `[a, b)` of the output columns `ox0 .. ox0 + run` under kernel column
+    /// `kx` (`range` is its [`Geom::valid_range`]), clamped to the run.
+    #[inline]
+    fn clamp_run(ox0: usize, run: usize, range: (usize, usize)) -> (usize, usize) {
+        let a = range.0.clamp(ox0, ox0 + run);
+        (a, range.1.clamp(a, ox0 + run))
+    }
+
+    /// [`Geom::gather_run`] for stride 2 without upsampling, from the row split by parity:
+    /// every kernel column reads a contiguous run of one half.
+    #[inline]
+    fn gather_run_s2(
+        &self,
+        out: &mut [f32],
+        h: &Halves,
+        ox0: usize,
+        kx: usize,
+        range: (usize, usize),
+    ) {
+        let (a, b) = Self::clamp_run(ox0, out.len(), range);
+        zero_small(&mut out[..a - ox0]);
+        zero_small(&mut out[b - ox0..]);
+        if a < b {
+            let (half, q) = h.at(self.in_col(a, kx));
+            out[a - ox0..b - ox0].copy_from_slice(&half[q..q + (b - a)]);
         }
     }
 
@@ -200,9 +233,7 @@ impl Geom {
         range: (usize, usize),
     ) {
         let (s, up) = (self.stride, self.up);
-        let run = out.len();
-        let a = range.0.clamp(ox0, ox0 + run);
-        let b = range.1.clamp(a, ox0 + run);
+        let (a, b) = Self::clamp_run(ox0, out.len(), range);
         zero_small(&mut out[..a - ox0]);
         zero_small(&mut out[b - ox0..]);
         if a >= b {
@@ -260,20 +291,54 @@ impl Geom {
         }
         let (kh, kw, w, ow) = (self.kh, self.kw, self.w, self.ow);
         let ranges: Vec<(usize, usize)> = (0..kw).map(|kx| self.valid_range(kx)).collect();
+        let mut halves = Halves::new(self, w);
         for ky in 0..kh {
             let (mut j, mut oy, mut ox0) = (0, p0 / ow, p0 % ow);
             while j < t {
                 let run = (ow - ox0).min(t - j);
                 if let Some(r) = self.src_row(oy, ky) {
                     let dst = &mut chan[r * w..(r + 1) * w];
-                    for (kx, &range) in ranges.iter().enumerate() {
-                        let row = &col[(ky * kw + kx) * ld + j..(ky * kw + kx) * ld + j + run];
-                        self.scatter_run(row, dst, ox0, kx, range);
+                    let rows = ranges.iter().enumerate().map(|(kx, &range)| {
+                        let at = (ky * kw + kx) * ld + j;
+                        (kx, range, &col[at..at + run])
+                    });
+                    match halves.as_mut() {
+                        Some(h) => {
+                            h.data.fill(0.0);
+                            for (kx, range, row) in rows {
+                                self.scatter_run_s2(row, h, ox0, kx, range);
+                            }
+                            h.merge_add(dst);
+                        }
+                        None => {
+                            for (kx, range, row) in rows {
+                                self.scatter_run(row, dst, ox0, kx, range);
+                            }
+                        }
                     }
                 }
                 j += run;
                 oy += 1;
                 ox0 = 0;
+            }
+        }
+    }
+
+    /// Adjoint of [`Geom::gather_run_s2`]: adds the valid part of `seg` into its half.
+    #[inline]
+    fn scatter_run_s2(
+        &self,
+        seg: &[f32],
+        h: &mut Halves,
+        ox0: usize,
+        kx: usize,
+        range: (usize, usize),
+    ) {
+        let (a, b) = Self::clamp_run(ox0, seg.len(), range);
+        if a < b {
+            let (half, q) = h.at_mut(self.in_col(a, kx));
+            for (d, v) in half[q..q + (b - a)].iter_mut().zip(&seg[a - ox0..b - ox0]) {
+                *d += v;
             }
         }
     }
@@ -290,9 +355,7 @@ impl Geom {
         range: (usize, usize),
     ) {
         let (s, up) = (self.stride, self.up);
-        let run = seg.len();
-        let a = range.0.clamp(ox0, ox0 + run);
-        let b = range.1.clamp(a, ox0 + run);
+        let (a, b) = Self::clamp_run(ox0, seg.len(), range);
         if a >= b {
             return;
         }
@@ -316,6 +379,63 @@ impl Geom {
                 dst[(ix0 + i * s) / up] += v;
             }
         }
+    }
+}
+
+/// One input row split by parity, for the stride-2 convolutions without upsampling:
+/// `data[..even]` holds its even columns, `data[even..]` its odd ones. Output column `ox`
+/// under kernel column `kx` reads input column `2·ox + kx + off_x`, so along a run every
+/// kernel column reads consecutive elements of one half: a copy (im2col) or a vector add
+/// (col2im) instead of a strided gather or scatter per kernel column.
+struct Halves {
+    data: Vec<f32>,
+    even: usize,
+}
+
+impl Halves {
+    /// A buffer for rows of `w` columns, when `g` is a stride-2 convolution without
+    /// upsampling.
+    fn new(g: &Geom, w: usize) -> Option<Self> {
+        (g.stride == 2 && g.up == 1).then(|| Halves {
+            data: vec![0.0; w],
+            even: w.div_ceil(2),
+        })
+    }
+
+    /// Splits `src` (one row) into the halves.
+    fn split(&mut self, src: &[f32]) {
+        let (ev, od) = self.data.split_at_mut(self.even);
+        for ((e, o), pair) in ev.iter_mut().zip(od.iter_mut()).zip(src.chunks_exact(2)) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        if src.len() % 2 == 1 {
+            ev[self.even - 1] = src[src.len() - 1];
+        }
+    }
+
+    /// Adds the halves back into `dst` (one row), column by column.
+    fn merge_add(&self, dst: &mut [f32]) {
+        let (ev, od) = self.data.split_at(self.even);
+        let mut pairs = dst.chunks_exact_mut(2);
+        for ((pair, e), o) in (&mut pairs).zip(ev).zip(od) {
+            pair[0] += e;
+            pair[1] += o;
+        }
+        if let [last] = pairs.into_remainder() {
+            *last += ev[self.even - 1];
+        }
+    }
+
+    /// The half holding input column `ix`, and `ix`'s index in it.
+    fn at(&self, ix: usize) -> (&[f32], usize) {
+        let (ev, od) = self.data.split_at(self.even);
+        (if ix % 2 == 0 { ev } else { od }, ix / 2)
+    }
+
+    fn at_mut(&mut self, ix: usize) -> (&mut [f32], usize) {
+        let (ev, od) = self.data.split_at_mut(self.even);
+        (if ix % 2 == 0 { ev } else { od }, ix / 2)
     }
 }
 
