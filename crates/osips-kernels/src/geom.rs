@@ -409,7 +409,7 @@ impl Halves {
             *e = pair[0];
             *o = pair[1];
         }
-        if src.len() % 2 == 1 {
+        if !src.len().is_multiple_of(2) {
             ev[self.even - 1] = src[src.len() - 1];
         }
     }
@@ -430,12 +430,12 @@ impl Halves {
     /// The half holding input column `ix`, and `ix`'s index in it.
     fn at(&self, ix: usize) -> (&[f32], usize) {
         let (ev, od) = self.data.split_at(self.even);
-        (if ix % 2 == 0 { ev } else { od }, ix / 2)
+        (if ix.is_multiple_of(2) { ev } else { od }, ix / 2)
     }
 
     fn at_mut(&mut self, ix: usize) -> (&mut [f32], usize) {
         let (ev, od) = self.data.split_at_mut(self.even);
-        (if ix % 2 == 0 { ev } else { od }, ix / 2)
+        (if ix.is_multiple_of(2) { ev } else { od }, ix / 2)
     }
 }
 
