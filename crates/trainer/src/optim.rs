@@ -133,7 +133,9 @@ impl Adam {
         Ok(())
     }
 
-    /// The state as named tensors: `<prefix>.<var>.m`, `.v`, `.step` (f64 scalar).
+    /// The state as named tensors: `<prefix>.<var>.m`, `.v`, `.step` (f64 scalar). The
+    /// moments share their storage with the optimiser, which updates them in place on the
+    /// CPU: write them out before the next step, or `copy` them to keep a snapshot.
     pub fn state_tensors(&self, prefix: &str) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(self.slots.len() * 3);
         for (name, slot) in &self.slots {
