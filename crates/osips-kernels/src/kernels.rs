@@ -306,32 +306,20 @@ fn dcol_tile(
 /// One image with all threads: gemm threads over a large block, col2im threads over
 /// channels (each channel's gradient is written by one task only).
 fn dgrad_image_threaded(g: &Geom, gy_img: &[f32], w: &[f32], dx_img: &mut [f32], nt: usize) {
-    let tmax = tile_pixels(g, 4 * nt);
-    with_scratch(g.kdim() * tmax, |col| {
-        dgrad_tiles_threaded(g, gy_img, w, dx_img, nt, tmax, col)
-    })
-}
-
-fn dgrad_tiles_threaded(
-    g: &Geom,
-    gy_img: &[f32],
-    w: &[f32],
-    dx_img: &mut [f32],
-    nt: usize,
-    tmax: usize,
-    col: &mut [f32],
-) {
     let (kd, ohw, hw) = (g.kdim(), g.ohw(), g.hw());
     let k2 = g.kh * g.kw;
-    for p0 in (0..ohw).step_by(tmax) {
-        let t = tmax.min(ohw - p0);
-        dcol_tile(g, w, gy_img, p0, t, col, gemm_par(nt));
-        let col = &col[..kd * t];
-        dx_img
-            .par_chunks_mut(hw)
-            .zip(col.par_chunks(k2 * t))
-            .for_each(|(chan, c)| g.col2im_channel(c, p0, t, t, chan));
-    }
+    let tmax = tile_pixels(g, 4 * nt);
+    with_scratch(kd * tmax, |col| {
+        for p0 in (0..ohw).step_by(tmax) {
+            let t = tmax.min(ohw - p0);
+            dcol_tile(g, w, gy_img, p0, t, col, gemm_par(nt));
+            let col = &col[..kd * t];
+            dx_img
+                .par_chunks_mut(hw)
+                .zip(col.par_chunks(k2 * t))
+                .for_each(|(chan, c)| g.col2im_channel(c, p0, t, t, chan));
+        }
+    })
 }
 
 /// `dw = ∂(Σ y·gy)/∂w` for `y = conv(x, w)`: returns `c_out × c_in × k × k`, the sum over

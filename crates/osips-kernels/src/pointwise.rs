@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use crate::scratch::{chunk_range, par_build};
+
 /// Elements a rayon task should at least cover, so that small planes are batched.
 const MIN_TASK: usize = 16 * 1024;
 
@@ -44,48 +46,6 @@ impl Planes {
         let at = (i * self.c + ch) * self.s;
         &v[at..at + self.s]
     }
-}
-
-/// A vector of `len` floats whose chunks of `chunk` values (`chunk > 0`; the last one
-/// shorter) are computed in parallel, chunk `i` from the iterator `values(i)`, at least
-/// `min_chunks` chunks per task.
-///
-/// Unlike `vec![0.0; len]` followed by an overwrite, the memory is not zeroed first: with
-/// the step's buffers reused from the heap (`trainer::configure_allocator`), that zeroing
-/// was a memset over every output on the calling thread, before the parallel pass; without
-/// it the channel ops of a tiny iteration went from 122 to 85 ms. Panics (before the
-/// vector is initialised, so soundly) if an iterator yields fewer values than its chunk.
-fn par_build<I>(
-    len: usize,
-    chunk: usize,
-    min_chunks: usize,
-    values: impl Fn(usize) -> I + Sync,
-) -> Vec<f32>
-where
-    I: Iterator<Item = f32>,
-{
-    let mut out = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk.max(1))
-        .enumerate()
-        .with_min_len(min_chunks.max(1))
-        .for_each(|(i, slots)| {
-            let mut written = 0;
-            for (slot, v) in slots.iter_mut().zip(values(i)) {
-                slot.write(v);
-                written += 1;
-            }
-            assert_eq!(written, slots.len(), "par_build: chunk {i} not filled");
-        });
-    // SAFETY: the capacity is at least `len`; the chunks above partition
-    // `spare_capacity_mut()[..len]` and each was written in full (the assert counts the
-    // writes of every chunk; a failed assert panics out of `for_each` before this line, so
-    // no uninitialised value is ever exposed).
-    #[allow(unsafe_code)]
-    unsafe {
-        out.set_len(len);
-    }
-    out
 }
 
 /// Σ v, eight lanes at a time (vectorises; f32 partial sums over at most one plane).
@@ -281,11 +241,6 @@ fn par_len(len: usize) -> usize {
     MIN_TASK.min(len.max(1))
 }
 
-/// The indices of chunk `i` of `chunk` values in a slice of `len` (the last one shorter).
-fn chunk_range(i: usize, chunk: usize, len: usize) -> std::ops::Range<usize> {
-    i * chunk..((i + 1) * chunk).min(len)
-}
-
 pub fn activation_fwd(act: Activation, x: &[f32]) -> Vec<f32> {
     let chunk = par_len(x.len());
     par_build(x.len(), chunk, 1, |i| {
@@ -407,28 +362,4 @@ pub fn max_pool2_bwd(planes: usize, h: usize, w: usize, x: &[f32], gy: &[f32]) -
             }
         });
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn par_build_fills_every_chunk_including_a_short_last_one() {
-        for (len, chunk, min) in [(0, 4, 1), (1, 4, 1), (10, 3, 1), (1000, 7, 5), (64, 64, 2)] {
-            let v = par_build(len, chunk, min, |i| {
-                chunk_range(i, chunk, len).map(|j| j as f32 * 0.5)
-            });
-            let want: Vec<f32> = (0..len).map(|j| j as f32 * 0.5).collect();
-            assert_eq!(v, want, "len {len} chunk {chunk}");
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "not filled")]
-    fn par_build_refuses_a_chunk_left_short() {
-        let _ = par_build(10, 5, 1, |i| {
-            (0..if i == 1 { 4 } else { 5 }).map(|j| j as f32)
-        });
-    }
 }

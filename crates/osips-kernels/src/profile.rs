@@ -45,14 +45,18 @@ pub(crate) fn timed<R>(key: impl FnOnce() -> String, flops: f64, f: impl FnOnce(
     }
     let t = Instant::now();
     let r = f();
+    record(key(), t, flops);
+    r
+}
+
+/// Adds one call of `key`, started at `t`, with `flops`, to the table.
+fn record(key: String, t: Instant, flops: f64) {
     let dt = t.elapsed().as_secs_f64();
-    let key = key();
     let mut table = TABLE.lock().unwrap_or_else(|p| p.into_inner());
     let e = table.entry(key).or_default();
     e.calls += 1;
     e.seconds += dt;
     e.flops += flops;
-    r
 }
 
 /// Records the wall time from its creation to its drop under `key`, when recording.
@@ -67,11 +71,7 @@ impl Span {
 impl Drop for Span {
     fn drop(&mut self) {
         if let Some((t, key)) = self.0.take() {
-            let dt = t.elapsed().as_secs_f64();
-            let mut table = TABLE.lock().unwrap_or_else(|p| p.into_inner());
-            let e = table.entry(key).or_default();
-            e.calls += 1;
-            e.seconds += dt;
+            record(key, t, 0.0);
         }
     }
 }

@@ -93,18 +93,14 @@ impl Phase {
     /// `gy[n, c, 2a + ry, 2b + rx]` as an `n × c_out × ohr × owr` tensor.
     fn gather(&self, g: &Geom, gy: &[f32]) -> Vec<f32> {
         let (ohr, owr) = (self.g.oh, self.g.ow);
-        let mut out = crate::scratch::zeroed(g.n * g.c_out * ohr * owr);
-        out.par_chunks_mut(ohr * owr)
-            .zip(gy.par_chunks(g.ohw()))
-            .for_each(|(o, plane)| {
-                for a in 0..ohr {
-                    let src = &plane[(2 * a + self.ry) * g.ow..(2 * a + self.ry + 1) * g.ow];
-                    for (b, v) in o[a * owr..(a + 1) * owr].iter_mut().enumerate() {
-                        *v = src[2 * b + self.rx];
-                    }
-                }
-            });
-        out
+        let ohw = g.ohw();
+        crate::scratch::par_build(g.n * g.c_out * ohr * owr, ohr * owr, 1, |i| {
+            let plane = &gy[i * ohw..(i + 1) * ohw];
+            (0..ohr).flat_map(move |a| {
+                let row = &plane[(2 * a + self.ry) * g.ow..(2 * a + self.ry + 1) * g.ow];
+                row[self.rx..].iter().step_by(2).take(owr).copied()
+            })
+        })
     }
 
     /// Inverse of [`Phase::gather`]: writes the phase output into its pixels of `y`.

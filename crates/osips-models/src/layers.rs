@@ -208,14 +208,14 @@ impl Linear {
     /// # Shapes
     /// `[N, in_dim]` → `[N, out_dim]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if ops::is_frozen() {
-            let frozen = candle_nn::Linear::new(
-                self.inner.weight().detach(),
-                self.inner.bias().map(Tensor::detach),
-            );
-            return Ok(frozen.forward(xs)?);
+        if !ops::is_frozen() {
+            return Ok(self.inner.forward(xs)?);
         }
-        Ok(self.inner.forward(xs)?)
+        let frozen = candle_nn::Linear::new(
+            ops::param(self.inner.weight()),
+            self.inner.bias().map(ops::param),
+        );
+        Ok(frozen.forward(xs)?)
     }
 
     pub fn flops(&self) -> u64 {
